@@ -1,0 +1,2 @@
+//! Cocoon's key broker.
+#![forbid(unsafe_code)]

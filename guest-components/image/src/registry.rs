@@ -1,0 +1,704 @@
+//! Registry access on top of `oci-client`: manifests and indexes (OCI and Docker v2),
+//! platform selection, credentials, retries, and blobs streamed to disk with their digest
+//! and size checked on the way.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use zeroize::Zeroizing;
+
+use crate::ImageError;
+
+/// OCI image manifest.
+pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index.
+pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker v2 schema 2 manifest.
+pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker v2 manifest list.
+pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Largest manifest or config accepted.
+pub const MAX_DOCUMENT_BYTES: u64 = 8 << 20;
+/// Attempts per request (first try included).
+const ATTEMPTS: u32 = 4;
+
+/// Credentials for one registry.
+#[derive(Clone, Default)]
+pub enum Credentials {
+    /// No credentials (anonymous token flow where the registry wants one).
+    #[default]
+    Anonymous,
+    /// User name and password (or identity token), used directly or for the token flow.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: Zeroizing<String>,
+    },
+    /// A ready bearer token.
+    Bearer(Zeroizing<String>),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Anonymous => f.write_str("Anonymous"),
+            Self::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
+            Self::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+        }
+    }
+}
+
+/// Supplies registry credentials (the confidential data hub implements it in the guest).
+#[async_trait]
+pub trait CredentialSource: Send + Sync {
+    /// Credentials for `registry` (host\[:port\]).
+    async fn credentials(&self, registry: &str) -> Result<Credentials, ImageError>;
+}
+
+/// Wanted platform in image indexes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    /// `os` (e.g. `linux`).
+    pub os: String,
+    /// `architecture` (e.g. `amd64`).
+    pub architecture: String,
+    /// Optional `variant` (e.g. `v8`).
+    pub variant: Option<String>,
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Self {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A content descriptor (the fields this crate uses).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    /// Media type.
+    #[serde(default)]
+    pub media_type: String,
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Annotations (ocicrypt keys live here).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Platform (index entries only).
+    #[serde(default)]
+    pub platform: Option<PlatformSpec>,
+}
+
+/// `platform` of an index entry.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct PlatformSpec {
+    /// OS.
+    pub os: String,
+    /// Architecture.
+    pub architecture: String,
+    /// Variant.
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+/// An image manifest (OCI or Docker v2 schema 2; same shape).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageManifest {
+    /// Must be 2.
+    pub schema_version: u32,
+    /// Media type, when present in the document.
+    #[serde(default)]
+    pub media_type: Option<String>,
+    /// Config blob.
+    pub config: Descriptor,
+    /// Layers, base first.
+    pub layers: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Index {
+    schema_version: u32,
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Versioned {
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<serde_json::Value>,
+}
+
+/// A manifest resolved from a reference, with its digest verified.
+#[derive(Debug, Clone)]
+pub struct ResolvedManifest {
+    /// The platform image manifest.
+    pub manifest: ImageManifest,
+    /// Its digest.
+    pub digest: String,
+    /// The index digest when the reference named an index.
+    pub index_digest: Option<String>,
+}
+
+/// Check that `digest` is `sha256:<64 lowercase hex>` and return the hex part.
+pub fn digest_hex(digest: &str) -> Result<&str, ImageError> {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .ok_or_else(|| ImageError::BadDigest(digest.to_owned()))?;
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(ImageError::BadDigest(digest.to_owned()));
+    }
+    Ok(hex)
+}
+
+/// `sha256:<hex>` of `data`.
+pub fn sha256_digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Fails only if another provider is already installed, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+fn registry_err(what: &str, e: &OciDistributionError) -> ImageError {
+    ImageError::Registry {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// Whether an error is worth retrying (network trouble or a 5xx/429 answer).
+fn transient(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
+        _ => false,
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200u64 << attempt.min(5))
+}
+
+/// A registry client for one pull.
+#[derive(Clone)]
+pub struct RegistryClient {
+    client: Client,
+    credentials: Option<Arc<dyn CredentialSource>>,
+    platform: Platform,
+}
+
+impl RegistryClient {
+    /// A client that uses HTTPS everywhere except for the registries (`host[:port]`) listed as
+    /// insecure, which are reached over plain HTTP.
+    pub fn new(
+        insecure_registries: &[String],
+        credentials: Option<Arc<dyn CredentialSource>>,
+        platform: Platform,
+    ) -> Self {
+        install_crypto_provider();
+        let config = ClientConfig {
+            protocol: if insecure_registries.is_empty() {
+                ClientProtocol::Https
+            } else {
+                ClientProtocol::HttpsExcept(insecure_registries.to_vec())
+            },
+            platform_resolver: None,
+            connect_timeout: Some(Duration::from_secs(30)),
+            read_timeout: Some(Duration::from_secs(120)),
+            ..ClientConfig::default()
+        };
+        Self {
+            client: Client::new(config),
+            credentials,
+            platform,
+        }
+    }
+
+    /// Parse an image reference (Docker Hub short names are expanded).
+    pub fn parse_reference(reference: &str) -> Result<Reference, ImageError> {
+        reference
+            .parse()
+            .map_err(|e: oci_client::ParseError| ImageError::InvalidReference {
+                reference: reference.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Authenticate for pulling from the reference's repository.
+    pub async fn authenticate(&self, reference: &Reference) -> Result<(), ImageError> {
+        let registry = reference.resolve_registry().to_owned();
+        let creds = match &self.credentials {
+            Some(source) => source.credentials(&registry).await?,
+            None => Credentials::Anonymous,
+        };
+        let auth = match creds {
+            Credentials::Anonymous => RegistryAuth::Anonymous,
+            Credentials::Basic { username, password } => {
+                RegistryAuth::Basic(username, password.as_str().to_owned())
+            }
+            Credentials::Bearer(token) => RegistryAuth::Bearer(token.as_str().to_owned()),
+        };
+        let mut attempt = 0;
+        loop {
+            match self
+                .client
+                .auth(reference, &auth, RegistryOperation::Pull)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if transient(&e) && attempt + 1 < ATTEMPTS => {
+                    tracing::warn!(registry = %registry, error = %e, "auth failed, retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(registry_err(&format!("authentication to {registry}"), &e)),
+            }
+        }
+    }
+
+    async fn fetch_manifest_raw(&self, reference: &Reference) -> Result<Vec<u8>, ImageError> {
+        let accepted = [
+            MEDIA_OCI_MANIFEST,
+            MEDIA_OCI_INDEX,
+            MEDIA_DOCKER_MANIFEST,
+            MEDIA_DOCKER_LIST,
+        ];
+        let mut attempt = 0;
+        loop {
+            match self
+                .client
+                .pull_manifest_raw(reference, &RegistryAuth::Anonymous, &accepted)
+                .await
+            {
+                Ok((body, _)) => return Ok(body.to_vec()),
+                Err(OciDistributionError::DigestError(e)) => {
+                    // oci-client compares the body with the pinned digest itself.
+                    return Err(ImageError::DigestMismatch {
+                        what: format!("manifest {reference}"),
+                        expected: reference.digest().unwrap_or_default().to_owned(),
+                        actual: e.to_string(),
+                    });
+                }
+                Err(e) if transient(&e) && attempt + 1 < ATTEMPTS => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(registry_err(&format!("manifest {reference}"), &e)),
+            }
+        }
+    }
+
+    /// Fetch the manifest for `reference`, following an index to the wanted platform, and
+    /// verify digests: the pinned one if the reference has one, and each index entry's.
+    pub async fn resolve_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<ResolvedManifest, ImageError> {
+        let body = self.fetch_manifest_raw(reference).await?;
+        let top_digest = sha256_digest(&body);
+        if let Some(pinned) = reference.digest()
+            && pinned != top_digest
+        {
+            return Err(ImageError::DigestMismatch {
+                what: format!("manifest {reference}"),
+                expected: pinned.to_owned(),
+                actual: top_digest,
+            });
+        }
+        let versioned: Versioned =
+            serde_json::from_slice(&body).map_err(|e| invalid("manifest", e))?;
+        let is_index = matches!(
+            versioned.media_type.as_deref(),
+            Some(MEDIA_OCI_INDEX | MEDIA_DOCKER_LIST)
+        ) || (versioned.media_type.is_none() && versioned.manifests.is_some());
+        if !is_index {
+            let manifest = parse_manifest(&body)?;
+            return Ok(ResolvedManifest {
+                manifest,
+                digest: top_digest,
+                index_digest: None,
+            });
+        }
+        let index: Index = serde_json::from_slice(&body).map_err(|e| invalid("image index", e))?;
+        if index.schema_version != 2 {
+            return Err(ImageError::InvalidManifest {
+                what: "image index".into(),
+                reason: format!("schemaVersion {}", index.schema_version),
+            });
+        }
+        let entry = select_platform(&index.manifests, &self.platform)
+            .ok_or_else(|| ImageError::NoMatchingPlatform(self.platform.to_string()))?;
+        digest_hex(&entry.digest)?;
+        let child_ref = reference.clone_with_digest(entry.digest.clone());
+        let child = self.fetch_manifest_raw(&child_ref).await?;
+        let child_digest = sha256_digest(&child);
+        if child_digest != entry.digest {
+            return Err(ImageError::DigestMismatch {
+                what: "platform manifest".into(),
+                expected: entry.digest.clone(),
+                actual: child_digest,
+            });
+        }
+        if child.len() as u64 != entry.size {
+            return Err(ImageError::SizeMismatch {
+                what: "platform manifest".into(),
+                expected: entry.size,
+                actual: child.len() as u64,
+            });
+        }
+        Ok(ResolvedManifest {
+            manifest: parse_manifest(&child)?,
+            digest: child_digest,
+            index_digest: Some(top_digest),
+        })
+    }
+
+    /// Fetch a small blob (config) into memory, verifying digest and size.
+    pub async fn fetch_blob_bytes(
+        &self,
+        reference: &Reference,
+        desc: &Descriptor,
+    ) -> Result<Vec<u8>, ImageError> {
+        if desc.size > MAX_DOCUMENT_BYTES {
+            return Err(ImageError::InvalidManifest {
+                what: format!("blob {}", desc.digest),
+                reason: format!(
+                    "{} bytes is larger than the {} byte limit",
+                    desc.size, MAX_DOCUMENT_BYTES
+                ),
+            });
+        }
+        let mut out = Vec::with_capacity(desc.size as usize);
+        let mut attempt = 0;
+        loop {
+            out.clear();
+            match self
+                .stream_blob(reference, desc, &mut BlobSink::Memory(&mut out), &|_| {})
+                .await
+            {
+                Ok(()) => return Ok(out),
+                Err(BlobError::Transient(e)) if attempt + 1 < ATTEMPTS => {
+                    tracing::warn!(digest = %desc.digest, error = %e, "blob fetch failed, retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into_image_error(desc)),
+            }
+        }
+    }
+
+    /// Stream a blob into `path` (created or truncated), verifying digest and size while
+    /// writing. `progress` gets the byte count so far. Retries restart from zero.
+    pub async fn fetch_blob_to_file(
+        &self,
+        reference: &Reference,
+        desc: &Descriptor,
+        path: &Path,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), ImageError> {
+        let mut attempt = 0;
+        loop {
+            // Created synchronously: a cancelled pull must not leave a file created late by a
+            // blocking-pool task after the caller's cleanup ran.
+            let file = std::fs::File::create(path)
+                .map(tokio::fs::File::from_std)
+                .map_err(|e| ImageError::io(format!("creating {}", path.display()), e))?;
+            let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
+            match self
+                .stream_blob(reference, desc, &mut BlobSink::File(&mut writer), progress)
+                .await
+            {
+                Ok(()) => {
+                    writer
+                        .flush()
+                        .await
+                        .map_err(|e| ImageError::io("flushing blob", e))?;
+                    return Ok(());
+                }
+                Err(BlobError::Transient(e)) if attempt + 1 < ATTEMPTS => {
+                    tracing::warn!(digest = %desc.digest, error = %e, "blob download failed, retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into_image_error(desc)),
+            }
+        }
+    }
+
+    async fn stream_blob(
+        &self,
+        reference: &Reference,
+        desc: &Descriptor,
+        sink: &mut BlobSink<'_>,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), BlobError> {
+        digest_hex(&desc.digest).map_err(BlobError::Fatal)?;
+        let oci_desc = OciDescriptor {
+            media_type: desc.media_type.clone(),
+            digest: desc.digest.clone(),
+            size: i64::try_from(desc.size).unwrap_or(i64::MAX),
+            urls: None,
+            annotations: None,
+            ..OciDescriptor::default()
+        };
+        let stream = self
+            .client
+            .pull_blob_stream(reference, &oci_desc)
+            .await
+            .map_err(|e| {
+                if transient(&e) {
+                    BlobError::Transient(e.to_string())
+                } else {
+                    BlobError::Fatal(registry_err(&format!("blob {}", desc.digest), &e))
+                }
+            })?;
+        let mut stream = stream.stream;
+        let mut hasher = Sha256::new();
+        let mut received = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                // oci-client's own digest check ends the stream with an error; ours below
+                // gives the precise message, so only report a cut stream here.
+                Err(e) if received >= desc.size => {
+                    tracing::debug!(error = %e, "blob stream ended with an error after all bytes");
+                    break;
+                }
+                Err(e) => return Err(BlobError::Transient(e.to_string())),
+            };
+            received += chunk.len() as u64;
+            if received > desc.size {
+                return Err(BlobError::Fatal(ImageError::SizeMismatch {
+                    what: format!("blob {}", desc.digest),
+                    expected: desc.size,
+                    actual: received,
+                }));
+            }
+            hasher.update(&chunk);
+            sink.write(&chunk).await.map_err(BlobError::Fatal)?;
+            progress(received);
+        }
+        if received != desc.size {
+            return Err(BlobError::Fatal(ImageError::SizeMismatch {
+                what: format!("blob {}", desc.digest),
+                expected: desc.size,
+                actual: received,
+            }));
+        }
+        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if actual != desc.digest {
+            return Err(BlobError::Fatal(ImageError::DigestMismatch {
+                what: format!("blob {}", desc.digest),
+                expected: desc.digest.clone(),
+                actual,
+            }));
+        }
+        Ok(())
+    }
+
+    /// The underlying `oci-client` client (for signature artifacts).
+    pub fn inner(&self) -> &Client {
+        &self.client
+    }
+
+    /// Fetch a manifest by tag or digest without following indexes (used for signatures).
+    pub async fn fetch_manifest_document(
+        &self,
+        reference: &Reference,
+    ) -> Result<Vec<u8>, ImageError> {
+        self.fetch_manifest_raw(reference).await
+    }
+}
+
+enum BlobError {
+    Transient(String),
+    Fatal(ImageError),
+}
+
+impl BlobError {
+    fn into_image_error(self, desc: &Descriptor) -> ImageError {
+        match self {
+            Self::Transient(reason) => ImageError::Registry {
+                what: format!("blob {}", desc.digest),
+                reason,
+            },
+            Self::Fatal(e) => e,
+        }
+    }
+}
+
+/// Where a blob goes: memory (configs) or a buffered file (layers).
+enum BlobSink<'a> {
+    Memory(&'a mut Vec<u8>),
+    File(&'a mut tokio::io::BufWriter<tokio::fs::File>),
+}
+
+impl BlobSink<'_> {
+    async fn write(&mut self, data: &[u8]) -> Result<(), ImageError> {
+        match self {
+            Self::Memory(v) => {
+                v.extend_from_slice(data);
+                Ok(())
+            }
+            Self::File(f) => f
+                .write_all(data)
+                .await
+                .map_err(|e| ImageError::io("writing blob", e)),
+        }
+    }
+}
+
+fn invalid(what: &str, e: serde_json::Error) -> ImageError {
+    ImageError::InvalidManifest {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// Parse and sanity-check an image manifest document.
+pub fn parse_manifest(body: &[u8]) -> Result<ImageManifest, ImageError> {
+    let manifest: ImageManifest =
+        serde_json::from_slice(body).map_err(|e| invalid("image manifest", e))?;
+    if manifest.schema_version != 2 {
+        return Err(ImageError::InvalidManifest {
+            what: "image manifest".into(),
+            reason: format!(
+                "schemaVersion {} (only 2 is supported)",
+                manifest.schema_version
+            ),
+        });
+    }
+    if let Some(mt) = &manifest.media_type
+        && mt != MEDIA_OCI_MANIFEST
+        && mt != MEDIA_DOCKER_MANIFEST
+    {
+        return Err(ImageError::InvalidManifest {
+            what: "image manifest".into(),
+            reason: format!("media type {mt:?}"),
+        });
+    }
+    digest_hex(&manifest.config.digest)?;
+    for layer in &manifest.layers {
+        digest_hex(&layer.digest)?;
+    }
+    Ok(manifest)
+}
+
+/// Pick the index entry for `platform` (exact variant match preferred, then any variant).
+pub fn select_platform<'a>(
+    entries: &'a [Descriptor],
+    platform: &Platform,
+) -> Option<&'a Descriptor> {
+    let candidates = entries.iter().filter(|d| {
+        matches!(
+            d.media_type.as_str(),
+            MEDIA_OCI_MANIFEST | MEDIA_DOCKER_MANIFEST | ""
+        ) && d
+            .platform
+            .as_ref()
+            .is_some_and(|p| p.os == platform.os && p.architecture == platform.architecture)
+    });
+    let all: Vec<&Descriptor> = candidates.collect();
+    all.iter()
+        .find(|d| d.platform.as_ref().and_then(|p| p.variant.clone()) == platform.variant)
+        .or_else(|| all.first())
+        .copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(arch: &str, variant: Option<&str>, digest_char: char) -> Descriptor {
+        Descriptor {
+            media_type: MEDIA_OCI_MANIFEST.into(),
+            digest: format!("sha256:{}", digest_char.to_string().repeat(64)),
+            size: 1,
+            annotations: BTreeMap::new(),
+            platform: Some(PlatformSpec {
+                os: "linux".into(),
+                architecture: arch.into(),
+                variant: variant.map(str::to_owned),
+            }),
+        }
+    }
+
+    #[test]
+    fn platform_selection() {
+        let entries = vec![
+            entry("arm64", Some("v8"), 'a'),
+            entry("amd64", None, 'b'),
+            entry("arm", Some("v7"), 'c'),
+        ];
+        assert_eq!(
+            select_platform(&entries, &Platform::default())
+                .unwrap()
+                .digest,
+            entries[1].digest
+        );
+        let arm = Platform {
+            os: "linux".into(),
+            architecture: "arm".into(),
+            variant: Some("v7".into()),
+        };
+        assert_eq!(
+            select_platform(&entries, &arm).unwrap().digest,
+            entries[2].digest
+        );
+        let s390 = Platform {
+            os: "linux".into(),
+            architecture: "s390x".into(),
+            variant: None,
+        };
+        assert!(select_platform(&entries, &s390).is_none());
+    }
+
+    #[test]
+    fn digest_validation() {
+        assert!(digest_hex(&format!("sha256:{}", "a".repeat(64))).is_ok());
+        assert!(digest_hex(&format!("sha256:{}", "A".repeat(64))).is_err());
+        assert!(digest_hex("sha512:abc").is_err());
+        assert!(digest_hex("sha256:../../etc").is_err());
+    }
+}

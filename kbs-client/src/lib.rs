@@ -1,0 +1,2 @@
+//! KBS protocol client.
+#![forbid(unsafe_code)]

@@ -1,0 +1,308 @@
+//! Argument structs and entry points for `cocoon measure snp|tdx|diff` (feature `cli`).
+//!
+//! [`SnpArgs`] accepts the flags of `sev-snp-measure` so users can switch
+//! without relearning; `--initdata` and `--reference-values` are Cocoon additions.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+
+use crate::error::MeasureError;
+use crate::explain::{MeasurementInputs, diff, explain_observed};
+use crate::initdata::Initdata;
+use crate::refvalues::{ReferenceValues, snp_reference_values, tdx_reference_values};
+use crate::snp::{SnpInputs, VcpuModel, read_file};
+use crate::tdx::eventlog::EventLog;
+use crate::tdx::mrtd::{PageAddOrder, Tdvf};
+use crate::tdx::quote::QuoteMeasurements;
+
+/// Output encodings of a digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Lower-case hex.
+    Hex,
+    /// Standard base64.
+    Base64,
+}
+
+/// Which reference-value document to print instead of the bare digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RefValuesFormat {
+    /// The JSON map our KBS consumes.
+    Kbs,
+    /// A trustee RVPS "sample" registration message.
+    Rvps,
+}
+
+fn parse_auto_int(s: &str) -> Result<u64, String> {
+    let r = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16)
+    } else if let Some(o) = s.strip_prefix("0o") {
+        u64::from_str_radix(o, 8)
+    } else if let Some(b) = s.strip_prefix("0b") {
+        u64::from_str_radix(b, 2)
+    } else {
+        s.parse()
+    };
+    r.map_err(|e| format!("invalid integer {s:?}: {e}"))
+}
+
+fn parse_auto_u32(s: &str) -> Result<u32, String> {
+    let v = parse_auto_int(s)?;
+    u32::try_from(v).map_err(|_| format!("{s} does not fit in 32 bits"))
+}
+
+/// `cocoon measure snp`: the flags of `sev-snp-measure`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SnpArgs {
+    /// Guest mode; only `snp` is supported.
+    #[arg(long, default_value = "snp")]
+    pub mode: String,
+    /// Number of guest vCPUs.
+    #[arg(long, value_name = "N")]
+    pub vcpus: u32,
+    /// QEMU vCPU model (EPYC, EPYC-v4, EPYC-Milan, EPYC-Genoa, ...).
+    #[arg(long, value_name = "CPUTYPE")]
+    pub vcpu_type: Option<String>,
+    /// Guest vCPU signature (CPUID 1 EAX), decimal or 0x-hex.
+    #[arg(long, value_name = "VALUE", value_parser = parse_auto_u32)]
+    pub vcpu_sig: Option<u32>,
+    /// Guest vCPU family (with --vcpu-model and --vcpu-stepping).
+    #[arg(long, value_name = "FAMILY")]
+    pub vcpu_family: Option<u32>,
+    /// Guest vCPU model.
+    #[arg(long, value_name = "MODEL", requires = "vcpu_family")]
+    pub vcpu_model: Option<u32>,
+    /// Guest vCPU stepping.
+    #[arg(long, value_name = "STEPPING", requires = "vcpu_family")]
+    pub vcpu_stepping: Option<u32>,
+    /// VMM type: QEMU, ec2 or gce.
+    #[arg(long, value_name = "VMMTYPE", default_value = "QEMU")]
+    pub vmm_type: String,
+    /// OVMF firmware image.
+    #[arg(long, value_name = "PATH")]
+    pub ovmf: PathBuf,
+    /// Kernel for measured direct boot.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Initrd (needs --kernel).
+    #[arg(long, value_name = "PATH", requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line (needs --kernel).
+    #[arg(
+        long,
+        value_name = "CMDLINE",
+        requires = "kernel",
+        allow_hyphen_values = true
+    )]
+    pub append: Option<String>,
+    /// Guest features (SEV_FEATURES), decimal or 0x-hex.
+    #[arg(long, value_name = "VALUE", default_value = "0x1", value_parser = parse_auto_int)]
+    pub guest_features: u64,
+    /// Output format of the digest.
+    #[arg(long, value_enum, default_value = "hex")]
+    pub output_format: OutputFormat,
+    /// Print "Calculated SEV_SNP guest measurement: ..." like `sev-snp-measure -v`.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Initdata TOML (Cocoon addition): adds HOST_DATA to reference values.
+    #[arg(long, value_name = "PATH")]
+    pub initdata: Option<PathBuf>,
+    /// Print reference values in this format instead of the digest (Cocoon addition).
+    #[arg(long, value_enum)]
+    pub reference_values: Option<RefValuesFormat>,
+}
+
+impl SnpArgs {
+    /// The measurement inputs these flags describe.
+    pub fn inputs(&self) -> Result<SnpInputs, MeasureError> {
+        if !matches!(self.mode.as_str(), "snp" | "sev-snp" | "SNP" | "SEV-SNP") {
+            return Err(MeasureError::InvalidInput(format!(
+                "mode {:?} is not supported (only snp)",
+                self.mode
+            )));
+        }
+        // Same precedence as sev-snp-measure: family, then signature, then type.
+        let vcpu_type = if let Some(family) = self.vcpu_family {
+            Some(VcpuModel::Family {
+                family,
+                model: self.vcpu_model.unwrap_or(0),
+                stepping: self.vcpu_stepping.unwrap_or(0),
+            })
+        } else if let Some(sig) = self.vcpu_sig {
+            Some(VcpuModel::Signature(sig))
+        } else {
+            self.vcpu_type.clone().map(VcpuModel::Named)
+        };
+        Ok(SnpInputs {
+            ovmf: self.ovmf.clone(),
+            kernel: self.kernel.clone(),
+            initrd: self.initrd.clone(),
+            cmdline: self.append.clone(),
+            vcpus: self.vcpus,
+            vcpu_type,
+            guest_features: self.guest_features,
+            vmm_type: self.vmm_type.parse()?,
+        })
+    }
+}
+
+fn load_initdata(p: &Option<PathBuf>) -> Result<Option<Initdata>, MeasureError> {
+    p.as_ref()
+        .map(|p| Initdata::parse(&read_file("initdata", p)?))
+        .transpose()
+}
+
+fn render_refs(r: &ReferenceValues, f: RefValuesFormat) -> String {
+    let v = match f {
+        RefValuesFormat::Kbs => r.to_kbs_json(),
+        RefValuesFormat::Rvps => r.to_rvps_message(),
+    };
+    serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
+/// Runs `cocoon measure snp`: the digest (as `sev-snp-measure` prints it) or reference values.
+pub fn run_snp(args: &SnpArgs) -> Result<String, MeasureError> {
+    let inputs = args.inputs()?;
+    if let Some(f) = args.reference_values {
+        let init = load_initdata(&args.initdata)?;
+        return Ok(render_refs(
+            &snp_reference_values(&inputs, init.as_ref())?,
+            f,
+        ));
+    }
+    let d = inputs.digest()?;
+    let text = match args.output_format {
+        OutputFormat::Hex => d.to_hex(),
+        OutputFormat::Base64 => d.to_base64(),
+    };
+    Ok(if args.verbose {
+        format!("Calculated SEV_SNP guest measurement: {text}")
+    } else {
+        text
+    })
+}
+
+/// `cocoon measure tdx`: MRTD from firmware and/or RTMR replay of an event log.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TdxArgs {
+    /// TDVF firmware image: compute MRTD.
+    #[arg(long, value_name = "PATH")]
+    pub firmware: Option<PathBuf>,
+    /// Use the two-pass PAGE.ADD/MR.EXTEND order of older TDX QEMU trees.
+    #[arg(long)]
+    pub two_pass_add_pages: bool,
+    /// CCEL event log: replay it into RTMR0..3 and extract boot-component digests.
+    #[arg(long, value_name = "PATH")]
+    pub event_log: Option<PathBuf>,
+    /// TD quote: check the replayed RTMRs (and the MRTD) against it.
+    #[arg(long, value_name = "PATH", requires = "event_log")]
+    pub quote: Option<PathBuf>,
+    /// Initdata TOML: adds MRCONFIGID to the output.
+    #[arg(long, value_name = "PATH")]
+    pub initdata: Option<PathBuf>,
+    /// Print reference values in this format instead of the report.
+    #[arg(long, value_enum)]
+    pub reference_values: Option<RefValuesFormat>,
+}
+
+/// Runs `cocoon measure tdx`; returns a JSON report (or reference values). A replay
+/// that does not match the quote is an error ([`MeasureError::ReplayMismatch`]).
+pub fn run_tdx(args: &TdxArgs) -> Result<String, MeasureError> {
+    if args.firmware.is_none() && args.event_log.is_none() && args.initdata.is_none() {
+        return Err(MeasureError::InvalidInput(
+            "give --firmware, --event-log or --initdata".to_string(),
+        ));
+    }
+    let order = if args.two_pass_add_pages {
+        PageAddOrder::TwoPass
+    } else {
+        PageAddOrder::SinglePass
+    };
+    let mrtd = match &args.firmware {
+        Some(p) => Some(Tdvf::parse(read_file("firmware", p)?)?.mrtd(order)),
+        None => None,
+    };
+    let mut report = serde_json::Map::new();
+    if let Some(m) = &mrtd {
+        report.insert("mrtd".into(), hex::encode(m).into());
+    }
+    let mut rtmrs = None;
+    if let Some(p) = &args.event_log {
+        let log = EventLog::parse(&read_file("event log", p)?)?;
+        let replayed = log.replay()?;
+        report.insert(
+            "rtmrs".into(),
+            replayed.iter().map(hex::encode).collect::<Vec<_>>().into(),
+        );
+        report.insert(
+            "boot_components".into(),
+            serde_json::to_value(log.boot_components()).unwrap_or_default(),
+        );
+        if let Some(q) = &args.quote {
+            let qm = QuoteMeasurements::from_quote(&read_file("quote", q)?)?;
+            log.verify_against(&qm.rtmrs)?;
+            report.insert("quote_rtmrs_match".into(), true.into());
+            if let Some(m) = &mrtd {
+                report.insert("quote_mrtd_matches".into(), (qm.mrtd == *m).into());
+            }
+        }
+        rtmrs = Some(replayed);
+    }
+    let init = load_initdata(&args.initdata)?;
+    if let Some(d) = &init {
+        report.insert("mrconfigid".into(), hex::encode(d.tdx_mrconfigid()).into());
+    }
+    if let Some(f) = args.reference_values {
+        let r = tdx_reference_values(mrtd.as_ref(), rtmrs.as_ref(), init.as_ref());
+        return Ok(render_refs(&r, f));
+    }
+    Ok(serde_json::to_string_pretty(&report).unwrap_or_default())
+}
+
+/// `cocoon measure diff`: compare two input sets, or explain an observed digest.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiffArgs {
+    /// JSON file with the expected inputs (fields of `MeasurementInputs`).
+    pub a: PathBuf,
+    /// JSON file with the other inputs.
+    #[arg(required_unless_present = "observed")]
+    pub b: Option<PathBuf>,
+    /// An observed launch digest (hex or base64) to explain against A.
+    #[arg(long, conflicts_with = "b")]
+    pub observed: Option<String>,
+    /// Largest vCPU count to try when explaining.
+    #[arg(long, default_value_t = 16)]
+    pub max_vcpus: u32,
+}
+
+fn read_inputs(p: &Path) -> Result<MeasurementInputs, MeasureError> {
+    serde_json::from_slice(&read_file("inputs", p)?).map_err(|e| {
+        MeasureError::InvalidInput(format!(
+            "{}: not a measurement-inputs JSON: {e}",
+            p.display()
+        ))
+    })
+}
+
+/// Runs `cocoon measure diff`; returns a JSON report.
+pub fn run_diff(args: &DiffArgs) -> Result<String, MeasureError> {
+    let a = read_inputs(&args.a)?;
+    let value = if let Some(obs) = &args.observed {
+        let t = obs.trim();
+        let bytes = hex::decode(t)
+            .or_else(|_| base64::engine::general_purpose::STANDARD.decode(t))
+            .map_err(|_| MeasureError::InvalidInput(format!("{t:?} is neither hex nor base64")))?;
+        let arr: [u8; 48] = bytes.try_into().map_err(|_| {
+            MeasureError::InvalidInput("an SNP launch digest is 48 bytes".to_string())
+        })?;
+        serde_json::to_value(explain_observed(&a.snp, &arr, args.max_vcpus)?)
+    } else if let Some(b) = &args.b {
+        serde_json::to_value(diff(&a, &read_inputs(b)?)?)
+    } else {
+        return Err(MeasureError::InvalidInput(
+            "give B or --observed".to_string(),
+        ));
+    };
+    Ok(serde_json::to_string_pretty(&value.unwrap_or_default()).unwrap_or_default())
+}

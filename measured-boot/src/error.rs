@@ -1,0 +1,85 @@
+//! The error type shared by every measurement in this crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while computing or checking a measurement.
+#[derive(Debug, thiserror::Error)]
+pub enum MeasureError {
+    /// A file named as a measurement input could not be read.
+    #[error("cannot read {what} {path}: {source}")]
+    Io {
+        /// What the file was meant to be ("firmware", "kernel", ...).
+        what: &'static str,
+        /// The path that failed.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The firmware image is malformed or lacks something the measurement needs.
+    #[error("firmware: {0}")]
+    Firmware(String),
+    /// A measurement input is invalid (empty kernel, zero vCPUs, ...).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The vCPU type is not one of the QEMU models `sev-snp-measure` knows.
+    #[error("unknown vCPU type {name:?}; known types: {known}")]
+    UnknownVcpuType {
+        /// The name that was given.
+        name: String,
+        /// The accepted names, comma separated.
+        known: String,
+    },
+    /// The VMM type is not QEMU, ec2 or gce.
+    #[error("unknown VMM type {0:?}; known types: QEMU, ec2, gce")]
+    UnknownVmmType(String),
+    /// The event log is malformed.
+    #[error("event log: {0}")]
+    EventLog(String),
+    /// Replaying the event log does not give the register values that were reported.
+    #[error("event log replay mismatch for {register}: log gives {replayed}, quote has {reported}")]
+    ReplayMismatch {
+        /// The register name, e.g. "RTMR1".
+        register: String,
+        /// Hex of the replayed value.
+        replayed: String,
+        /// Hex of the reported value.
+        reported: String,
+    },
+    /// A TDX quote is malformed.
+    #[error("TDX quote: {0}")]
+    Quote(String),
+    /// An initdata document is malformed or uses an unsupported version/algorithm.
+    #[error("initdata: {0}")]
+    Initdata(String),
+}
+
+impl MeasureError {
+    /// Builds an [`MeasureError::Io`] for `path`.
+    pub(crate) fn io(what: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        Self::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Reads a little-endian `u16` at `off`, if the bytes are there.
+pub(crate) fn le_u16(data: &[u8], off: usize) -> Option<u16> {
+    let b = data.get(off..off.checked_add(2)?)?;
+    Some(u16::from_le_bytes([b[0], b[1]]))
+}
+
+/// Reads a little-endian `u32` at `off`, if the bytes are there.
+pub(crate) fn le_u32(data: &[u8], off: usize) -> Option<u32> {
+    let b = data.get(off..off.checked_add(4)?)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Reads a little-endian `u64` at `off`, if the bytes are there.
+pub(crate) fn le_u64(data: &[u8], off: usize) -> Option<u64> {
+    let b = data.get(off..off.checked_add(8)?)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    Some(u64::from_le_bytes(a))
+}
