@@ -11,4 +11,16 @@ TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 mkdir -p build
 # Debug info is not needed in the guest: strip it (6 MB instead of 21 MB in the initrd).
 strip -o build/cocoon-agent "$TARGET_DIR/$TARGET/debug/cocoon-agent"
-cargo run -q -p cocoon -- guest build --agent build/cocoon-agent --out build/guest
+# A busybox rootfs baked into the (measured) initrd, for containers before image pull exists.
+ROOTFS=build/rootfs-busybox
+if [ ! -x "$ROOTFS/bin/busybox" ] || ! cmp -s /bin/busybox "$ROOTFS/bin/busybox"; then
+  rm -rf "$ROOTFS" && mkdir -p "$ROOTFS"/{bin,etc,proc,sys,dev,tmp,root}
+  cp /bin/busybox "$ROOTFS/bin/busybox"
+  for applet in $(/bin/busybox --list); do
+    [ "$applet" = busybox ] || ln -s busybox "$ROOTFS/bin/$applet"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\n' > "$ROOTFS/etc/passwd"
+  printf 'root:x:0:\n' > "$ROOTFS/etc/group"
+fi
+cargo run -q -p cocoon -- guest build --agent build/cocoon-agent --out build/guest \
+  --extra-tree /opt/cocoon/rootfs/busybox="$ROOTFS"

@@ -173,8 +173,12 @@ fn tdx_replay_against_unrelated_quote_fails_and_report_has_registers() {
     let v: serde_json::Value = serde_json::from_str(&run_tdx(&t.args).unwrap()).unwrap();
     assert!(v["rtmrs"][0].as_str().unwrap().starts_with("8566f998"));
     assert_eq!(v["mrtd"].as_str().unwrap().len(), 96);
-    let quote = "/work/shared/fixtures/tee/tdx/v4-uptodate-dcapqvl/quote.bin";
-    if Path::new(quote).is_file() {
+    let quote = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/tdx/v4-uptodate-dcapqvl/quote.bin")
+        .display()
+        .to_string();
+    let quote = quote.as_str();
+    {
         let t = Tdx::try_parse_from(["x", "--event-log", &lp, "--quote", quote]).unwrap();
         assert!(
             run_tdx(&t.args)

@@ -210,12 +210,7 @@ fn malformed_logs_are_rejected() {
 
 #[test]
 fn quote_registers_match_fixture_expectations_and_unrelated_log_mismatches() {
-    let base = Path::new("/work/shared/fixtures/tee/tdx");
-    let base = if base.is_dir() {
-        base.to_path_buf()
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/tee/tdx")
-    };
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tdx");
     for set in ["v4-uptodate-dcapqvl", "v5-uptodate-gotdxguest"] {
         let quote = std::fs::read(base.join(set).join("quote.bin")).unwrap();
         let exp: serde_json::Value =

@@ -1,39 +1,125 @@
-//! Request handlers: each one line of routing to a typed service. Reached only through the
-//! dispatcher, after the policy gate.
+//! Request handlers: each a line or three of routing to a typed service. Reached only through
+//! the dispatcher, after the policy gate.
 
 use agent_protocol::types::{
-    AgentDetails, GuestDetailsResponse, HealthCheckResponse, ServingStatus, VersionCheckResponse,
+    AgentDetails, GuestDetailsResponse, HealthCheckResponse, Interfaces, OOMEvent,
+    ReadStreamResponse, Routes, ServingStatus, VersionCheckResponse, WaitProcessResponse,
+    WriteStreamResponse,
 };
 use agent_protocol::{AgentError, AgentRequest, AgentResponse};
 
-use crate::sandbox::SandboxService;
+use crate::Services;
+use crate::container::Stream;
+use crate::error::host_error;
 
-pub(crate) async fn handle(
-    sandbox: &SandboxService,
-    req: AgentRequest,
-) -> Result<AgentResponse, AgentError> {
+const EMPTY: Result<AgentResponse, AgentError> = Ok(AgentResponse::Empty);
+
+pub(crate) async fn handle(s: &Services, req: AgentRequest) -> Result<AgentResponse, AgentError> {
+    let c = &s.containers;
     match req {
         AgentRequest::Check(_) => Ok(AgentResponse::HealthCheck(HealthCheckResponse {
             status: ServingStatus::Serving,
         })),
         AgentRequest::Version(_) => Ok(AgentResponse::Version(VersionCheckResponse {
             grpc_version: agent_protocol::PROTOCOL_VERSION.to_string(),
-            agent_version: sandbox.info().agent_version.clone(),
+            agent_version: s.sandbox.info().agent_version.clone(),
         })),
         AgentRequest::GetGuestDetails(r) => Ok(AgentResponse::GuestDetails(guest_details(
-            sandbox,
+            s,
             r.mem_block_size,
         ))),
+        AgentRequest::CreateSandbox(r) => s.sandbox.create(&r).and(EMPTY),
         AgentRequest::DestroySandbox(_) => {
-            sandbox.destroy();
-            Ok(AgentResponse::Empty)
+            c.remove_all().await;
+            s.sandbox.destroy();
+            EMPTY
+        }
+        AgentRequest::CreateContainer(r) => c.create(r).await.and(EMPTY),
+        AgentRequest::StartContainer(r) => c.start(&r.container_id).await.and(EMPTY),
+        AgentRequest::RemoveContainer(r) => c.remove(&r.container_id, r.timeout).await.and(EMPTY),
+        AgentRequest::ExecProcess(r) => c.exec(r).await.and(EMPTY),
+        AgentRequest::WaitProcess(r) => c
+            .wait(&r.container_id, &r.exec_id)
+            .await
+            .map(|status| AgentResponse::WaitProcess(WaitProcessResponse { status })),
+        AgentRequest::SignalProcess(r) => c.signal(&r.container_id, &r.exec_id, r.signal).and(EMPTY),
+        AgentRequest::ReadStdout(r) => read(s, &r.container_id, &r.exec_id, Stream::Stdout, r.len).await,
+        AgentRequest::ReadStderr(r) => read(s, &r.container_id, &r.exec_id, Stream::Stderr, r.len).await,
+        AgentRequest::WriteStdin(r) => c
+            .write_stdin(&r.container_id, &r.exec_id, &r.data)
+            .await
+            .map(|len| AgentResponse::WriteStream(WriteStreamResponse { len })),
+        AgentRequest::CloseStdin(r) => c.close_stdin(&r.container_id, &r.exec_id).await.and(EMPTY),
+        AgentRequest::TtyWinResize(r) => c
+            .resize(&r.container_id, &r.exec_id, r.row, r.column)
+            .and(EMPTY),
+        AgentRequest::StatsContainer(r) => c
+            .stats(&r.container_id)
+            .await
+            .map(AgentResponse::StatsContainer),
+        AgentRequest::PauseContainer(r) => c.set_paused(&r.container_id, true).await.and(EMPTY),
+        AgentRequest::ResumeContainer(r) => c.set_paused(&r.container_id, false).await.and(EMPTY),
+        AgentRequest::UpdateContainer(r) => c
+            .update(&r.container_id, r.resources.as_ref())
+            .await
+            .and(EMPTY),
+        AgentRequest::CopyFile(r) => s.copy_file.copy(&r).and(EMPTY),
+        AgentRequest::GetOOMEvent(_) => Ok(AgentResponse::OOMEvent(OOMEvent {
+            container_id: c.next_oom_event().await,
+        })),
+        AgentRequest::SetGuestDateTime(r) => c.set_time(r.sec, r.usec).and(EMPTY),
+        AgentRequest::ListInterfaces(_) => {
+            let net = network(s, "ListInterfaces")?;
+            let interfaces = net.list_interfaces().await.map_err(host_error)?;
+            Ok(AgentResponse::Interfaces(Interfaces { interfaces }))
+        }
+        AgentRequest::UpdateInterface(r) => {
+            let net = network(s, "UpdateInterface")?;
+            let iface = r
+                .interface
+                .ok_or_else(|| AgentError::invalid_argument("UpdateInterface needs an interface"))?;
+            net.update_interface(&iface)
+                .await
+                .map(AgentResponse::Interface)
+                .map_err(host_error)
+        }
+        AgentRequest::UpdateRoutes(r) => {
+            let net = network(s, "UpdateRoutes")?;
+            let routes = r.routes.map(|r| r.routes).unwrap_or_default();
+            let routes = net.update_routes(&routes).await.map_err(host_error)?;
+            Ok(AgentResponse::Routes(Routes { routes }))
+        }
+        AgentRequest::AddARPNeighbors(r) => {
+            let net = network(s, "AddARPNeighbors")?;
+            let n = r.neighbors.map(|n| n.neighbors).unwrap_or_default();
+            net.add_arp_neighbors(&n).await.map_err(host_error).and(EMPTY)
         }
         other => Err(AgentError::unimplemented(other.rpc_name())),
     }
 }
 
-fn guest_details(sandbox: &SandboxService, want_block_size: bool) -> GuestDetailsResponse {
-    let info = sandbox.info();
+async fn read(
+    s: &Services,
+    cid: &str,
+    exec_id: &str,
+    which: Stream,
+    len: u32,
+) -> Result<AgentResponse, AgentError> {
+    let data = s.containers.read(cid, exec_id, which, len).await?;
+    Ok(AgentResponse::ReadStream(ReadStreamResponse { data }))
+}
+
+fn network<'a>(
+    s: &'a Services,
+    rpc: &str,
+) -> Result<&'a std::sync::Arc<dyn crate::NetworkHost>, AgentError> {
+    s.network
+        .as_ref()
+        .ok_or_else(|| AgentError::unimplemented(rpc))
+}
+
+fn guest_details(s: &Services, want_block_size: bool) -> GuestDetailsResponse {
+    let info = s.sandbox.info();
     GuestDetailsResponse {
         mem_block_size_bytes: if want_block_size {
             info.mem_block_size_bytes
@@ -49,108 +135,5 @@ fn guest_details(sandbox: &SandboxService, want_block_size: bool) -> GuestDetail
             extra_features: Vec::new(),
         }),
         support_mem_hotplug_probe: false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use agent_protocol::{AgentDispatcher, Code};
-
-    use crate::{AllowAll, DenyAll, Dispatcher, GuestInfo, SandboxService};
-
-    use super::*;
-
-    fn service() -> Arc<SandboxService> {
-        Arc::new(SandboxService::new(GuestInfo {
-            agent_version: "9.9.9".into(),
-            mem_block_size_bytes: 128 << 20,
-            storage_handlers: vec!["image_guest_pull".into()],
-            device_handlers: vec![],
-        }))
-    }
-
-    #[tokio::test]
-    async fn health_version_details_and_destroy() {
-        let sb = service();
-        let d = Dispatcher::new(Arc::new(AllowAll), sb.clone());
-        let r = d
-            .dispatch(AgentRequest::Check(Default::default()))
-            .await
-            .unwrap();
-        assert_eq!(
-            r,
-            AgentResponse::HealthCheck(HealthCheckResponse {
-                status: ServingStatus::Serving
-            })
-        );
-        let AgentResponse::Version(v) = d
-            .dispatch(AgentRequest::Version(Default::default()))
-            .await
-            .unwrap()
-        else {
-            panic!("version")
-        };
-        assert_eq!(v.agent_version, "9.9.9");
-        let req = agent_protocol::types::GuestDetailsRequest {
-            mem_block_size: true,
-            ..Default::default()
-        };
-        let AgentResponse::GuestDetails(g) = d
-            .dispatch(AgentRequest::GetGuestDetails(req))
-            .await
-            .unwrap()
-        else {
-            panic!("details")
-        };
-        assert_eq!(g.mem_block_size_bytes, 128 << 20);
-        assert_eq!(
-            g.agent_details.unwrap().storage_handlers,
-            ["image_guest_pull"]
-        );
-
-        let shutdown = sb.shutdown_requested();
-        d.dispatch(AgentRequest::DestroySandbox(Default::default()))
-            .await
-            .unwrap();
-        tokio::time::timeout(std::time::Duration::from_secs(1), shutdown)
-            .await
-            .expect("shutdown signalled");
-        assert!(!sb.destroy(), "second destroy is a no-op");
-    }
-
-    #[tokio::test]
-    async fn unimplemented_rpcs_say_so() {
-        let d = Dispatcher::new(Arc::new(AllowAll), service());
-        let err = d
-            .dispatch(AgentRequest::default_for("CreateContainer").unwrap())
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), Code::Unimplemented);
-    }
-
-    /// Every RPC through the deny-all gate: PERMISSION_DENIED and no side effect.
-    #[tokio::test]
-    async fn deny_all_sweep() {
-        let sb = service();
-        let d = Dispatcher::new(Arc::new(DenyAll), sb.clone());
-        let all = AgentRequest::AGENT_RPCS
-            .iter()
-            .chain(AgentRequest::HEALTH_RPCS);
-        let mut n = 0;
-        for info in all {
-            let req = AgentRequest::default_for(info.rpc).unwrap();
-            let err = d.dispatch(req).await.unwrap_err();
-            assert_eq!(err.code(), Code::PermissionDenied, "{}", info.rpc);
-            assert!(
-                err.message().contains(info.policy_rule),
-                "{}",
-                err.message()
-            );
-            n += 1;
-        }
-        assert_eq!(n, 44);
-        assert!(sb.destroy(), "DestroySandbox must not have run");
     }
 }

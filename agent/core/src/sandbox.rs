@@ -1,6 +1,10 @@
 //! Sandbox-wide state: guest details and the shutdown request.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use agent_protocol::AgentError;
+use agent_protocol::types::CreateSandboxRequest;
 
 use tokio::sync::watch;
 
@@ -21,6 +25,7 @@ pub struct GuestInfo {
 pub struct SandboxService {
     info: GuestInfo,
     destroyed: AtomicBool,
+    sandbox_id: Mutex<Option<String>>,
     shutdown_tx: watch::Sender<bool>,
 }
 
@@ -31,6 +36,7 @@ impl SandboxService {
         SandboxService {
             info,
             destroyed: AtomicBool::new(false),
+            sandbox_id: Mutex::new(None),
             shutdown_tx,
         }
     }
@@ -38,6 +44,34 @@ impl SandboxService {
     /// Guest details.
     pub fn info(&self) -> &GuestInfo {
         &self.info
+    }
+
+    /// CreateSandbox: records the sandbox id (once). Storages must be empty: shared
+    /// filesystems from the host are never mounted, and guest-pulled images come per
+    /// container.
+    pub fn create(&self, req: &CreateSandboxRequest) -> Result<(), AgentError> {
+        if let Some(st) = req.storages.first() {
+            return Err(AgentError::invalid_argument(format!(
+                "CreateSandbox storage driver {:?} is not accepted: the guest mounts no host-provided filesystems",
+                st.driver
+            )));
+        }
+        if req.sandbox_pidns {
+            return Err(AgentError::invalid_argument(
+                "sandbox_pidns (one pid namespace for the pod) is not supported yet",
+            ));
+        }
+        let mut id = self.sandbox_id.lock().unwrap_or_else(|p| p.into_inner());
+        if id.is_some() {
+            return Err(AgentError::already_exists("the sandbox was already created"));
+        }
+        *id = Some(req.sandbox_id.clone());
+        Ok(())
+    }
+
+    /// The id given by CreateSandbox.
+    pub fn sandbox_id(&self) -> Option<String> {
+        self.sandbox_id.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Marks the sandbox destroyed and asks the agent to stop serving and power off.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use runtime_guest::{GuestBuildSpec, build_guest, default_cache_dir, load_manifest};
+use runtime_guest::{ExtraFile, GuestBuildSpec, build_guest, default_cache_dir, load_manifest};
 use runtime_qemu::sandbox::{host_tsc_khz, kernel_cmdline, resolve_accel};
 
 use crate::classes::ClassArgs;
@@ -33,6 +33,10 @@ pub struct BuildArgs {
     /// Download cache for the kernel package.
     #[arg(long)]
     cache: Option<PathBuf>,
+    /// Copy a host directory tree into the initramfs: `GUEST_DIR=HOST_DIR` (repeatable).
+    /// It becomes part of the measured initrd (e.g. a test rootfs).
+    #[arg(long = "extra-tree", value_name = "GUEST=HOST", value_parser = parse_tree)]
+    extra_trees: Vec<(String, PathBuf)>,
     /// Runtime class whose kernel command line is recorded in the manifest.
     #[command(flatten)]
     class: ClassArgs,
@@ -46,12 +50,20 @@ pub fn run(cmd: GuestCommand) -> Result<ExitCode> {
             let cfg = class.load()?;
             let accel = resolve_accel(&cfg, runtime_qemu::host::kvm_usable())?;
             let cmdline = kernel_cmdline(&cfg, accel, host_tsc_khz());
-            let spec = GuestBuildSpec::new(
+            let mut spec = GuestBuildSpec::new(
                 a.cache.clone().unwrap_or_else(default_cache_dir),
                 a.out.clone(),
                 a.agent.clone(),
                 cmdline,
             )?;
+            spec.extra_files = a
+                .extra_trees
+                .iter()
+                .map(|(guest_path, host_dir)| ExtraFile::Tree {
+                    guest_path: guest_path.clone(),
+                    host_dir: host_dir.clone(),
+                })
+                .collect();
             let m = build_guest(&spec)
                 .with_context(|| format!("building the guest into {}", a.out.display()))?;
             println!(
@@ -73,4 +85,18 @@ pub fn run(cmd: GuestCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn parse_tree(s: &str) -> Result<(String, PathBuf), String> {
+    let (guest, host) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected GUEST_DIR=HOST_DIR"))?;
+    if !guest.starts_with('/') {
+        return Err(format!("{guest:?}: the guest path must be absolute"));
+    }
+    let host = PathBuf::from(host);
+    if !host.is_dir() {
+        return Err(format!("{}: not a directory", host.display()));
+    }
+    Ok((guest.to_string(), host))
 }

@@ -1,8 +1,10 @@
-//! `cocoon`: check the host, build the guest image, boot sandbox VMs.
+//! `cocoon`: check the host, build the guest image, boot sandbox VMs, measure, attest,
+//! pull images.
 
 mod check;
 mod classes;
 mod guest;
+mod tools;
 mod vm;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +33,15 @@ enum Command {
     /// Boot sandbox VMs.
     #[command(subcommand)]
     Vm(vm::VmCommand),
+    /// Compute expected launch measurements and reference values.
+    #[command(subcommand)]
+    Measure(tools::MeasureCommand),
+    /// Verify attestation evidence.
+    #[command(subcommand)]
+    Attest(tools::AttestCommand),
+    /// Pull images with the in-guest image code.
+    #[command(subcommand)]
+    Image(tools::ImageCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +55,9 @@ fn main() -> std::process::ExitCode {
         Command::Check(a) => check::run(&a),
         Command::Guest(c) => guest::run(c),
         Command::Vm(c) => vm::run(c),
+        Command::Measure(c) => tools::measure(c),
+        Command::Attest(c) => tools::attest(c),
+        Command::Image(c) => tools::image(c),
     };
     match result {
         Ok(code) => code,

@@ -243,7 +243,8 @@ pub(crate) fn remove_all_at(dir: impl AsFd, name: &OsStr, depth: usize) -> Resul
     }
 }
 
-/// Remove every child of `dir` for which `keep_not` returns true.
+/// Remove every child of `dir` for which `remove` returns true (recursively, never following
+/// symlinks).
 pub(crate) fn clear_dir(
     dir: &OwnedFd,
     remove: &dyn Fn(&OsStr) -> bool,

@@ -1,0 +1,298 @@
+//! kbs-client ↔ cocoon-kbs on 127.0.0.1 with sample evidence.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use kbs_client::protocol::{Handshake, HttpRequest, Method};
+use kbs_client::{HttpTransport, KbsErrorType, ResourceUri, TeeKeyAlgorithm, TeeKeyPair};
+
+fn uri(p: &str) -> ResourceUri {
+    ResourceUri::from_resource_path(p).unwrap()
+}
+
+#[tokio::test]
+async fn coco_dev_policy_releases_default_policy_denies_sample() {
+    let kbs = start(true, |_| {}).await;
+    kbs.put_resource("default/key/k1", b"top secret");
+    let mut c = kbs.client();
+    let got = c.get_resource(&uri("default/key/k1")).await.unwrap();
+    assert_eq!(got.as_slice(), b"top secret");
+    assert_eq!(kbs.server.state.stats.released.load(Ordering::Relaxed), 1);
+
+    let kbs = start(false, |_| {}).await;
+    kbs.put_resource("default/key/k1", b"top secret");
+    let mut c = kbs.client();
+    // Attestation itself succeeds (allow_sample), the default policy refuses.
+    c.attest().await.unwrap();
+    let e = c.get_resource(&uri("default/key/k1")).await.unwrap_err();
+    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::PolicyDeny), "{e}");
+    assert_eq!(e.status(), Some(401));
+    // PolicyDeny is not retried with a new handshake.
+    assert_eq!(c.handshakes(), 1);
+    assert_eq!(kbs.server.state.stats.released.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn sample_refused_at_attestation_unless_allowed() {
+    let kbs = start(true, |c| c.allow_sample = false).await;
+    let e = kbs.client().attest().await.unwrap_err();
+    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::AttestationError), "{e}");
+    assert!(e.to_string().contains("tee"), "{e}");
+}
+
+#[tokio::test]
+async fn rsa_tee_key_and_bearer_token_retrieval() {
+    let kbs = start(true, |_| {}).await;
+    kbs.put_resource("r/t/g", b"rsa secret");
+    let mut c = kbs_client::KbsClientBuilder::new(&kbs.url())
+        .tee(attestation::Tee::Sample)
+        .key_algorithm(TeeKeyAlgorithm::RsaOaep256)
+        .build()
+        .unwrap();
+    assert_eq!(c.get_resource(&uri("r/t/g")).await.unwrap().as_slice(), b"rsa secret");
+    // The token alone (no cookie), as trustee's `--attestation-token` does.
+    let token = c.attest().await.unwrap();
+    let pem = c.tee_key().to_pkcs8_pem().unwrap();
+    let other = kbs_client::KbsClientBuilder::new(&kbs.url())
+        .tee(attestation::Tee::Sample)
+        .tee_key(TeeKeyPair::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(
+        other.get_resource_with_token(&uri("r/t/g"), &token).await.unwrap().as_slice(),
+        b"rsa secret"
+    );
+    // A forged token (payload changed) is refused.
+    let parts: Vec<&str> = token.split('.').collect();
+    let forged = format!("{}.{}x.{}", parts[0], parts[1], parts[2]);
+    let e = other.get_resource_with_token(&uri("r/t/g"), &forged).await.unwrap_err();
+    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::TokenVerifierError), "{e}");
+}
+
+#[tokio::test]
+async fn wrong_report_data_refused() {
+    let kbs = start(true, |_| {}).await;
+    kbs.put_resource("default/key/k1", b"s");
+    let mut c = wrong_report_data_client(&kbs.url());
+    let e = c.get_resource(&uri("default/key/k1")).await.unwrap_err();
+    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::AttestationError), "{e}");
+    assert!(e.to_string().contains("report_data"), "{e}");
+    assert_eq!(kbs.server.state.stats.released.load(Ordering::Relaxed), 0);
+}
+
+async fn auth_and_attest_request(t: &HttpTransport, key: &TeeKeyPair) -> HttpRequest {
+    let mut hs = Handshake::new(attestation::Tee::Sample, None);
+    let resp = t.send(&hs.auth_request().unwrap()).await.unwrap();
+    hs.on_auth_response(&resp, &attestation::attester::sample::SampleAttester, key)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn replayed_nonce_and_replayed_attestation_refused() {
+    let kbs = start(true, |_| {}).await;
+    let t = HttpTransport::new(&kbs.url(), &[]).unwrap();
+    let key = TeeKeyPair::generate(TeeKeyAlgorithm::EcP256).unwrap();
+    let attest = auth_and_attest_request(&t, &key).await;
+    let ok = t.send(&attest).await.unwrap();
+    assert_eq!(ok.status, 200);
+    // Same session, same nonce, same evidence: refused (nonce already used).
+    let again = t.send(&attest).await.unwrap();
+    assert_eq!(again.status, 401);
+    let e = kbs_client::KbsClientError::from_response(again.status, &again.body);
+    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::AttestationError));
+    assert!(e.to_string().contains("nonce"), "{e}");
+
+    // The old attestation replayed onto a fresh session (new cookie, new nonce).
+    let mut hs = Handshake::new(attestation::Tee::Sample, None);
+    let fresh = t.send(&hs.auth_request().unwrap()).await.unwrap();
+    let cookie = kbs_client::protocol::session_cookie(&fresh).unwrap();
+    let mut replay = attest.clone();
+    replay.headers.retain(|(n, _)| n != "Cookie");
+    replay
+        .headers
+        .push(("Cookie".into(), format!("kbs-session-id={cookie}")));
+    let r = t.send(&replay).await.unwrap();
+    assert_eq!(r.status, 401);
+    let e = kbs_client::KbsClientError::from_response(r.status, &r.body);
+    assert!(e.to_string().contains("nonce"), "{e}");
+    // That failed attempt burned the fresh session's nonce too.
+    let r = t.send(&replay).await.unwrap();
+    assert_eq!(r.status, 401);
+
+    // An attestation without any session.
+    let mut no_cookie = attest.clone();
+    no_cookie.headers.retain(|(n, _)| n != "Cookie");
+    assert_eq!(t.send(&no_cookie).await.unwrap().status, 401);
+}
+
+#[tokio::test]
+async fn expired_session_refused() {
+    let kbs = start(true, |c| c.session_timeout_secs = 1).await;
+    kbs.put_resource("a/b/c", b"x");
+    let t = HttpTransport::new(&kbs.url(), &[]).unwrap();
+    let key = TeeKeyPair::generate(TeeKeyAlgorithm::EcP256).unwrap();
+    let attest = auth_and_attest_request(&t, &key).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = t.send(&attest).await.unwrap();
+    assert_eq!(r.status, 401);
+    let e = kbs_client::KbsClientError::from_response(r.status, &r.body);
+    assert!(e.to_string().contains("expired"), "{e}");
+
+    // An attested session expires too: cookie-only access is then refused.
+    let attest = auth_and_attest_request(&t, &key).await;
+    assert_eq!(t.send(&attest).await.unwrap().status, 200);
+    let cookie = attest.headers.iter().find(|(n, _)| n == "Cookie").unwrap().1.clone();
+    let get = HttpRequest {
+        method: Method::Get,
+        path: "/kbs/v0/resource/a/b/c".into(),
+        headers: vec![("Cookie".into(), cookie)],
+        body: vec![],
+    };
+    assert_eq!(t.send(&get).await.unwrap().status, 200);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = t.send(&get).await.unwrap();
+    let e = kbs_client::KbsClientError::from_response(r.status, &r.body);
+    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::TokenNotFound), "{e}");
+}
+
+#[tokio::test]
+async fn unknown_resource_and_bad_paths() {
+    let kbs = start(true, |_| {}).await;
+    let mut c = kbs.client();
+    let e = c.get_resource(&uri("default/key/missing")).await.unwrap_err();
+    assert_eq!(e.status(), Some(404));
+    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::ResourceNotFound), "{e}");
+
+    // Traversal on the wire (a client library would normalise these away).
+    std::fs::write(kbs.dir().join("outside"), b"host secret").unwrap();
+    for path in [
+        "/kbs/v0/resource/../../outside",
+        "/kbs/v0/resource/a/../outside",
+        "/kbs/v0/resource/a/b/..",
+        "/kbs/v0/resource/..%2f..%2f/outside/x",
+        "/kbs/v0/resource/a//c",
+        "/kbs/v0/resource/a/b/c/d",
+    ] {
+        let (status, body) = raw_http(
+            kbs.server.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body.contains("InvalidRequestPath"), "{path}: {body}");
+    }
+    let (status, body) = raw_http(
+        kbs.server.addr,
+        "GET /kbs/v0/nosuchplugin/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(body.contains("PluginNotFound"), "{body}");
+    let (status, _) = raw_http(
+        kbs.server.addr,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn admin_endpoints_need_a_valid_admin_token() {
+    let kbs = start(false, |_| {}).await;
+    let url = kbs.url();
+    let no_token = kbs_client::KbsAdminClient::new(&url, None, &[]).unwrap();
+    let e = no_token.set_resource("a/b/c", b"x".to_vec()).await.unwrap_err();
+    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::AdminAuthAccess), "{e}");
+    assert_eq!(e.status(), Some(401));
+    let e = no_token.set_resource_policy(COCO_DEV_POLICY.as_bytes()).await.unwrap_err();
+    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::AdminAuthAccess), "{e}");
+
+    // Signed by another Ed25519 key.
+    let rogue = kbs_client::JwsSigningKey::generate("EdDSA").unwrap();
+    let bad = kbs_client::jws::admin_token(&rogue, "admin", "x", 300).unwrap();
+    let bad_client = kbs_client::KbsAdminClient::new(&url, Some(bad), &[]).unwrap();
+    let e = bad_client.set_resource("a/b/c", b"x".to_vec()).await.unwrap_err();
+    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::AdminAuthAccess), "{e}");
+    let e = bad_client
+        .set_attestation_policy(b"package p\n", "rego", "default")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::AdminAuthAccess), "{e}");
+    // Right key, wrong role.
+    let wrong_role = kbs_client::jws::admin_token(&kbs.admin_key, "viewer", "x", 300).unwrap();
+    let e = kbs_client::KbsAdminClient::new(&url, Some(wrong_role), &[])
+        .unwrap()
+        .set_resource("a/b/c", b"x".to_vec())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("role"), "{e}");
+    // Expired.
+    let expired = kbs_client::jws::admin_token(&kbs.admin_key, "admin", "x", -10).unwrap();
+    assert!(
+        kbs_client::KbsAdminClient::new(&url, Some(expired), &[])
+            .unwrap()
+            .set_resource("a/b/c", b"x".to_vec())
+            .await
+            .is_err()
+    );
+    assert!(!kbs.server.state.resources.root().join("a/b/c").exists());
+
+    // Valid token: resource, resource policy and attestation policy are set.
+    let admin = kbs_client::KbsAdminClient::new(&url, Some(kbs.admin_token()), &[]).unwrap();
+    admin.set_resource("a/b/c", b"admin-set".to_vec()).await.unwrap();
+    let e = admin.set_resource("a/../c", b"x".to_vec()).await.unwrap_err();
+    assert!(matches!(e, kbs_client::KbsClientError::InvalidUri { .. }), "{e}");
+    let e = admin.set_resource_policy(b"package policy\nallow if {").await.unwrap_err();
+    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::ParsePolicyError), "{e}");
+    let mut c = kbs.client();
+    let e = c.get_resource(&uri("a/b/c")).await.unwrap_err();
+    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::PolicyDeny));
+    admin.set_resource_policy(COCO_DEV_POLICY.as_bytes()).await.unwrap();
+    assert_eq!(c.get_resource(&uri("a/b/c")).await.unwrap().as_slice(), b"admin-set");
+    admin
+        .set_attestation_policy(b"package policy\ndefault allow := true\n", "rego", "default")
+        .await
+        .unwrap();
+    assert!(kbs.server.state.attestation_policy("default").is_some());
+}
+
+#[tokio::test]
+async fn client_reattests_when_the_token_nears_expiry() {
+    // Token lifetime 7 s, client margin 5 s: fresh for ~2 s, then re-attested.
+    let kbs = start(true, |c| c.token_lifetime_secs = 7).await;
+    kbs.put_resource("a/b/c", b"v");
+    let mut c = kbs.client();
+    c.get_resource(&uri("a/b/c")).await.unwrap();
+    c.get_resource(&uri("a/b/c")).await.unwrap();
+    assert_eq!(c.handshakes(), 1, "cached token reused");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(c.get_resource(&uri("a/b/c")).await.unwrap().as_slice(), b"v");
+    assert_eq!(c.handshakes(), 2, "re-attested before the token expired");
+    assert_eq!(kbs.server.state.stats.attest_ok.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test]
+async fn client_reattests_after_401_when_the_server_forgot_the_session() {
+    // Tokens signed by a restarted server's new ephemeral key do not verify: the
+    // client's cached session is answered 401 and it re-attests once.
+    let kbs = start(true, |_| {}).await;
+    kbs.put_resource("a/b/c", b"v1");
+    let mut c = kbs.client();
+    c.get_resource(&uri("a/b/c")).await.unwrap();
+    let addr = kbs.server.addr;
+    let dir = kbs.dir;
+    kbs.server.stop().await;
+    let mut config = cocoon_kbs::KbsConfig::for_loopback(dir.path().join("resources"));
+    config.listen = addr;
+    config.allow_sample = true;
+    let p = dir.path().join("policy.rego");
+    config.resource_policy_file = Some(p);
+    let server2 = cocoon_kbs::KbsServer::start(config).await.unwrap();
+    std::fs::write(server2.state.resources.root().join("a/b/c"), b"v2").unwrap();
+    assert_eq!(c.get_resource(&uri("a/b/c")).await.unwrap().as_slice(), b"v2");
+    assert_eq!(c.handshakes(), 2);
+}

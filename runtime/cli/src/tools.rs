@@ -1,0 +1,65 @@
+//! Subcommands that front library crates: `measure`, `attest`, `image`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+/// `cocoon measure ...`: expected launch measurements (flags as in `sev-snp-measure`).
+#[derive(clap::Subcommand, Debug)]
+pub enum MeasureCommand {
+    /// SEV-SNP launch digest.
+    Snp(measured_boot::cli::SnpArgs),
+    /// TDX MRTD from firmware, or RTMR replay of an event log.
+    Tdx(measured_boot::cli::TdxArgs),
+    /// Explain which input accounts for two different digests.
+    Diff(measured_boot::cli::DiffArgs),
+}
+
+/// `cocoon attest ...`
+#[derive(clap::Subcommand, Debug)]
+pub enum AttestCommand {
+    /// Verify TEE evidence and print its claims as JSON (exit 1 when rejected).
+    Verify(attestation::cli::VerifyArgs),
+}
+
+/// `cocoon image ...`
+#[derive(clap::Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Pull, verify, decrypt and unpack an image (the in-guest code path, run on the host).
+    Pull(guest_image::cli::PullArgs),
+}
+
+pub fn measure(cmd: MeasureCommand) -> Result<ExitCode> {
+    let out = match &cmd {
+        MeasureCommand::Snp(a) => measured_boot::cli::run_snp(a)?,
+        MeasureCommand::Tdx(a) => measured_boot::cli::run_tdx(a)?,
+        MeasureCommand::Diff(a) => measured_boot::cli::run_diff(a)?,
+    };
+    println!("{}", out.trim_end());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn attest(cmd: AttestCommand) -> Result<ExitCode> {
+    match cmd {
+        AttestCommand::Verify(a) => match attestation::cli::run_verify(&a) {
+            Ok(json) => {
+                println!("{json}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("cocoon: evidence rejected: {e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+    }
+}
+
+pub fn image(cmd: ImageCommand) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cmd {
+        ImageCommand::Pull(a) => rt.block_on(guest_image::cli::run_pull(&a))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
