@@ -4,6 +4,7 @@
 mod check;
 mod classes;
 mod guest;
+mod measure_class;
 mod tools;
 mod vm;
 

@@ -13,6 +13,8 @@ pub enum MeasureCommand {
     Tdx(measured_boot::cli::TdxArgs),
     /// Explain which input accounts for two different digests.
     Diff(measured_boot::cli::DiffArgs),
+    /// Reference values for a runtime class, from the exact inputs the runtime boots.
+    Class(crate::measure_class::ClassMeasureArgs),
 }
 
 /// `cocoon attest ...`
@@ -34,6 +36,7 @@ pub fn measure(cmd: MeasureCommand) -> Result<ExitCode> {
         MeasureCommand::Snp(a) => measured_boot::cli::run_snp(a)?,
         MeasureCommand::Tdx(a) => measured_boot::cli::run_tdx(a)?,
         MeasureCommand::Diff(a) => measured_boot::cli::run_diff(a)?,
+        MeasureCommand::Class(a) => return crate::measure_class::run(a),
     };
     println!("{}", out.trim_end());
     Ok(ExitCode::SUCCESS)
