@@ -29,13 +29,14 @@ if [ ! -x /opt/cocoon/bin/vhost-device-vsock ]; then
   cargo install vhost-device-vsock --version 0.3.0 --root /opt/cocoon
 fi
 
-# Oracle for SNP launch digests.
+# Independent implementations used as test oracles: sev-snp-measure (SNP launch digests)
+# and jwcrypto (JWE interop of the KBS client/server).
 VENV=/opt/cocoon-tools/venv
-if [ ! -x "$VENV/bin/sev-snp-measure" ]; then
-  echo "setup: installing sev-snp-measure into $VENV"
+if [ ! -x "$VENV/bin/sev-snp-measure" ] || ! "$VENV/bin/python" -c "import jwcrypto" 2>/dev/null; then
+  echo "setup: installing sev-snp-measure and jwcrypto into $VENV"
   mkdir -p /opt/cocoon-tools
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q "sev-snp-measure==0.0.13"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "sev-snp-measure==0.0.13" "jwcrypto==1.5.6"
 fi
 
 ./scripts/build-guest.sh

@@ -10,5 +10,6 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 export COCOON_GUEST_DIR="$PWD/build/guest" COCOON_GUEST_TESTS=1
+export KBS_TEST_PYTHON=/opt/cocoon-tools/venv/bin/python
 cargo test --workspace -- --test-threads=2
 echo "test.sh: done in $(( $(date +%s) - start )) s"

@@ -176,7 +176,10 @@ mod tests {
         assert_eq!(e.status(), Some(401));
         assert!(e.to_string().contains("Access denied by policy"));
         let e = KbsClientError::from_response(404, b"not json");
-        assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::Other(String::new())));
+        assert_eq!(
+            e.kbs_error_type(),
+            Some(&KbsErrorType::Other(String::new()))
+        );
         for t in [
             KbsErrorType::AttestationError,
             KbsErrorType::TokenNotFound,

@@ -32,7 +32,13 @@ pub const P256: &str = "P-256";
 /// Concat KDF (NIST SP 800-56A §5.8.1, RFC 7518 §4.6.2) with SHA-256:
 /// `AlgorithmID` = `alg`, PartyUInfo = `apu`, PartyVInfo = `apv` (each length-prefixed),
 /// SuppPubInfo = `key_bits`; returns `key_bits / 8` bytes.
-pub fn concat_kdf(z: &[u8], alg: &str, apu: &[u8], apv: &[u8], key_bits: u32) -> Zeroizing<Vec<u8>> {
+pub fn concat_kdf(
+    z: &[u8],
+    alg: &str,
+    apu: &[u8],
+    apv: &[u8],
+    key_bits: u32,
+) -> Zeroizing<Vec<u8>> {
     let len = (key_bits / 8) as usize;
     let mut out = Zeroizing::new(Vec::with_capacity(len + 32));
     let mut round: u32 = 1;
@@ -185,6 +191,13 @@ pub struct ReceivedJwe {
     /// Optional extra AAD (base64url), RFC 7516 `aad`.
     #[serde(default)]
     pub aad: Option<String>,
+    /// Shared unprotected header (RFC 7516 §7.2.1 `unprotected`).
+    #[serde(default)]
+    pub unprotected: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Per-recipient unprotected header (flattened syntax `header`); e.g. jwcrypto
+    /// puts `epk` there.
+    #[serde(default)]
+    pub header: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The parts of a protected header the decryptor needs.
@@ -225,8 +238,24 @@ pub fn decrypt(jwe_json: &[u8], key: Unwrapper<'_>) -> Result<Zeroizing<Vec<u8>>
     let jwe: ReceivedJwe = serde_json::from_slice(jwe_json)
         .map_err(|e| KbsClientError::Protocol(format!("resource response is not a JWE: {e}")))?;
     let header_bytes = b64url_decode("protected", &jwe.protected)?;
-    let header: Header = serde_json::from_slice(&header_bytes)
-        .map_err(|e| KbsClientError::crypto(format!("JWE protected header: {e}")))?;
+    // The JOSE header is the union of the protected and unprotected headers; their
+    // member names must be disjoint (RFC 7516 §7.2.1). Only integrity-irrelevant
+    // members (e.g. `epk`: a changed one derives a wrong key) can come unprotected
+    // in practice; `alg`/`enc` are whatever the union says.
+    let mut joined: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header_bytes)
+            .map_err(|e| KbsClientError::crypto(format!("JWE protected header: {e}")))?;
+    for extra in [&jwe.unprotected, &jwe.header].into_iter().flatten() {
+        for (k, v) in extra {
+            if joined.insert(k.clone(), v.clone()).is_some() {
+                return Err(KbsClientError::crypto(format!(
+                    "JWE header member {k:?} appears twice"
+                )));
+            }
+        }
+    }
+    let header: Header = serde_json::from_value(serde_json::Value::Object(joined))
+        .map_err(|e| KbsClientError::crypto(format!("JWE header: {e}")))?;
     if header.enc != A256GCM {
         return Err(KbsClientError::crypto(format!(
             "JWE enc {:?} not supported (expected {A256GCM})",
@@ -247,8 +276,7 @@ pub fn decrypt(jwe_json: &[u8], key: Unwrapper<'_>) -> Result<Zeroizing<Vec<u8>>
                 )));
             }
             let sender = p256_public_from_xy(&epk.x, &epk.y)?;
-            let shared =
-                p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), sender.as_affine());
+            let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), sender.as_affine());
             let kek = concat_kdf_256(shared.raw_secret_bytes(), ECDH_ES_A256KW);
             let kek_bytes: &[u8; 32] = &kek;
             Zeroizing::new(
@@ -274,7 +302,9 @@ pub fn decrypt(jwe_json: &[u8], key: Unwrapper<'_>) -> Result<Zeroizing<Vec<u8>>
     let iv = b64url_decode("iv", &jwe.iv)?;
     let tag = b64url_decode("tag", &jwe.tag)?;
     if iv.len() != 12 || tag.len() != 16 {
-        return Err(KbsClientError::crypto("A256GCM needs a 12-byte iv and 16-byte tag"));
+        return Err(KbsClientError::crypto(
+            "A256GCM needs a 12-byte iv and 16-byte tag",
+        ));
     }
     let mut aad = jwe.protected.clone().into_bytes();
     if let Some(extra) = &jwe.aad {

@@ -20,7 +20,11 @@ use kbs_client::{
 };
 
 #[derive(Parser)]
-#[command(name = "kbs-client", version, about = "A command line client for KBS APIs.")]
+#[command(
+    name = "kbs-client",
+    version,
+    about = "A command line client for KBS APIs."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Commands,
@@ -122,7 +126,8 @@ enum ConfigCommands {
     },
 }
 
-const ALLOW_ALL: &str = "package policy\n\ndefault allow := false\n\nallow if data.plugin == \"resource\"\n";
+const ALLOW_ALL: &str =
+    "package policy\n\ndefault allow := false\n\nallow if data.plugin == \"resource\"\n";
 const DENY_ALL: &str = "package policy\n\ndefault allow := false\n";
 const AFFIRMING: &str = "package policy\n\ndefault allow := false\n\nallow if {\n\tcount(input.submods) > 0\n\tevery _, s in input.submods { s[\"ear.status\"] == \"affirming\" }\n}\n";
 const DEFAULT: &str = "package policy\n\ndefault allow := false\n\nallow if {\n\tdata.plugin == \"resource\"\n\tnot input.submods.cpu0[\"ear.veraison.annotated-evidence\"].sample\n}\n";
@@ -131,7 +136,11 @@ fn read_string(path: &PathBuf) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-fn client_builder(cli: &Cli, tee_key_file: &Option<PathBuf>, init_data: &Option<String>) -> anyhow::Result<KbsClientBuilder> {
+fn client_builder(
+    cli: &Cli,
+    tee_key_file: &Option<PathBuf>,
+    init_data: &Option<String>,
+) -> anyhow::Result<KbsClientBuilder> {
     let mut b = KbsClientBuilder::new(&cli.url).sample_fallback(SampleFallback::Allow);
     if attestation::detect_tee().is_none() {
         eprintln!("kbs-client: no TEE device found; falling back to the sample attester");
@@ -155,9 +164,17 @@ fn admin_token(config: &Config) -> anyhow::Result<Option<String>> {
     if let Some(f) = &config.admin_key_file {
         let key = JwsSigningKey::from_pem(&read_string(f)?)?;
         if key.alg() != "EdDSA" {
-            bail!("{}: admin tokens are EdDSA; give an Ed25519 key", f.display());
+            bail!(
+                "{}: admin tokens are EdDSA; give an Ed25519 key",
+                f.display()
+            );
         }
-        return Ok(Some(kbs_client::jws::admin_token(&key, &config.admin_role, "cocoon-kbs-client", 300)?));
+        return Ok(Some(kbs_client::jws::admin_token(
+            &key,
+            &config.admin_role,
+            "cocoon-kbs-client",
+            300,
+        )?));
     }
     eprintln!("kbs-client: no admin token given; sending an anonymous admin request");
     Ok(None)
@@ -178,19 +195,31 @@ async fn main() -> anyhow::Result<()> {
         None => Vec::new(),
     };
     match &cli.command {
-        Commands::Attest { tee_key_file, init_data } => {
+        Commands::Attest {
+            tee_key_file,
+            init_data,
+        } => {
             let mut client = client_builder(&cli, tee_key_file, init_data)?.build()?;
             println!("{}", client.attest().await?);
         }
-        Commands::GetResource { path, tee_key_file, attestation_token, init_data } => {
+        Commands::GetResource {
+            path,
+            tee_key_file,
+            attestation_token,
+            init_data,
+        } => {
             let uri = ResourceUri::from_resource_path(path)?;
             let mut client = client_builder(&cli, tee_key_file, init_data)?.build()?;
             let bytes = match attestation_token {
                 Some(t) => {
                     if tee_key_file.is_none() {
-                        bail!("--attestation-token needs --tee-key-file (the key named in the token)");
+                        bail!(
+                            "--attestation-token needs --tee-key-file (the key named in the token)"
+                        );
                     }
-                    client.get_resource_with_token(&uri, read_string(t)?.trim()).await?
+                    client
+                        .get_resource_with_token(&uri, read_string(t)?.trim())
+                        .await?
                 }
                 None => client.get_resource(&uri).await?,
             };
@@ -199,7 +228,11 @@ async fn main() -> anyhow::Result<()> {
         Commands::Config(config) => {
             let admin = KbsAdminClient::new(&cli.url, admin_token(config)?, &certs)?;
             match &config.command {
-                ConfigCommands::SetAttestationPolicy { policy_type, id, policy_file } => {
+                ConfigCommands::SetAttestationPolicy {
+                    policy_type,
+                    id,
+                    policy_file,
+                } => {
                     let policy = std::fs::read(policy_file)
                         .with_context(|| format!("reading {}", policy_file.display()))?;
                     admin
@@ -209,25 +242,47 @@ async fn main() -> anyhow::Result<()> {
                             id.as_deref().unwrap_or("default"),
                         )
                         .await?;
-                    println!("Set attestation policy success \n policy: {}", STANDARD.encode(&policy));
+                    println!(
+                        "Set attestation policy success \n policy: {}",
+                        STANDARD.encode(&policy)
+                    );
                 }
-                ConfigCommands::SetResourcePolicy { policy_file, allow_all, deny_all, affirming, default } => {
+                ConfigCommands::SetResourcePolicy {
+                    policy_file,
+                    allow_all,
+                    deny_all,
+                    affirming,
+                    default,
+                } => {
                     let policy: Vec<u8> = match policy_file {
-                        Some(f) => std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
+                        Some(f) => {
+                            std::fs::read(f).with_context(|| format!("reading {}", f.display()))?
+                        }
                         None if *allow_all => ALLOW_ALL.into(),
                         None if *deny_all => DENY_ALL.into(),
                         None if *affirming => AFFIRMING.into(),
                         None if *default => DEFAULT.into(),
-                        None => bail!("no policy given (--policy-file, --allow-all, --deny-all, --affirming or --default)"),
+                        None => bail!(
+                            "no policy given (--policy-file, --allow-all, --deny-all, --affirming or --default)"
+                        ),
                     };
                     admin.set_resource_policy(&policy).await?;
-                    println!("Set resource policy success \n policy: {}", STANDARD.encode(&policy));
+                    println!(
+                        "Set resource policy success \n policy: {}",
+                        STANDARD.encode(&policy)
+                    );
                 }
-                ConfigCommands::SetResource { path, resource_file } => {
+                ConfigCommands::SetResource {
+                    path,
+                    resource_file,
+                } => {
                     let bytes = std::fs::read(resource_file)
                         .with_context(|| format!("reading {}", resource_file.display()))?;
                     admin.set_resource(path, bytes.clone()).await?;
-                    println!("Set resource success \n resource: {}", STANDARD.encode(&bytes));
+                    println!(
+                        "Set resource success \n resource: {}",
+                        STANDARD.encode(&bytes)
+                    );
                 }
             }
         }

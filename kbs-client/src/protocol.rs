@@ -147,7 +147,7 @@ impl Handshake {
             }),
         };
         self.state = State::AwaitChallenge;
-        Ok(json_post(format!("{KBS_PREFIX}/auth"), &request, None)?)
+        json_post(format!("{KBS_PREFIX}/auth"), &request, None)
     }
 
     /// Step 2: read the challenge, produce evidence with `attester` over the
@@ -162,7 +162,9 @@ impl Handshake {
             return Err(KbsClientError::State("on_auth_response out of order"));
         }
         if attester.tee() != self.tee {
-            return Err(KbsClientError::State("attester TEE differs from the handshake's"));
+            return Err(KbsClientError::State(
+                "attester TEE differs from the handshake's",
+            ));
         }
         resp.check_ok()?;
         let cookie = session_cookie(resp).ok_or_else(|| {

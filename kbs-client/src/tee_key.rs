@@ -57,10 +57,14 @@ impl TeeKeyPair {
     pub fn from_pem(pem: &str) -> Result<Self, KbsClientError> {
         use rsa::pkcs1::DecodeRsaPrivateKey;
         if let Ok(k) = p256::SecretKey::from_pkcs8_pem(pem) {
-            return Ok(Self { inner: Inner::Ec(k) });
+            return Ok(Self {
+                inner: Inner::Ec(k),
+            });
         }
         if let Ok(k) = p256::SecretKey::from_sec1_pem(pem) {
-            return Ok(Self { inner: Inner::Ec(k) });
+            return Ok(Self {
+                inner: Inner::Ec(k),
+            });
         }
         if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_pem(pem) {
             return Ok(Self {
@@ -80,8 +84,12 @@ impl TeeKeyPair {
     /// The private key as PKCS#8 PEM.
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, KbsClientError> {
         match &self.inner {
-            Inner::Ec(k) => k.to_pkcs8_pem(LineEnding::LF).map_err(KbsClientError::crypto),
-            Inner::Rsa(k) => k.to_pkcs8_pem(LineEnding::LF).map_err(KbsClientError::crypto),
+            Inner::Ec(k) => k
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(KbsClientError::crypto),
+            Inner::Rsa(k) => k
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(KbsClientError::crypto),
         }
     }
 

@@ -9,8 +9,8 @@ use crate::*;
 fn concat_kdf_rfc7518_appendix_c() {
     // RFC 7518 Appendix C: Z, alg A128GCM, apu "Alice", apv "Bob", 128 bits.
     let z = [
-        158u8, 86, 217, 29, 129, 113, 53, 211, 114, 131, 66, 131, 191, 132, 38, 156, 251, 49,
-        110, 163, 218, 128, 106, 72, 246, 218, 167, 121, 140, 254, 144, 196,
+        158u8, 86, 217, 29, 129, 113, 53, 211, 114, 131, 66, 131, 191, 132, 38, 156, 251, 49, 110,
+        163, 218, 128, 106, 72, 246, 218, 167, 121, 140, 254, 144, 196,
     ];
     let k = jwe::concat_kdf(&z, "A128GCM", b"Alice", b"Bob", 128);
     assert_eq!(B64URL.encode(k.as_slice()), "VqqN6vgjbSBcIijNcacQGg");
@@ -106,9 +106,7 @@ fn jwt_sign_verify_and_refusals() {
     // alg confusion: an EdDSA token presented to an ES256 key.
     let ed = JwsSigningKey::generate("EdDSA").unwrap();
     let es = JwsSigningKey::generate("ES256").unwrap().verifying_key();
-    let tok = ed
-        .sign_jwt(&serde_json::json!({"exp": now + 60}))
-        .unwrap();
+    let tok = ed.sign_jwt(&serde_json::json!({"exp": now + 60})).unwrap();
     assert!(es.verify_jwt(&tok, now).is_err());
     // No exp.
     let tok = ed.sign_jwt(&serde_json::json!({"role": "admin"})).unwrap();
@@ -160,7 +158,10 @@ fn handshake_state_machine_builds_the_protocol_messages() {
     let challenge = format!(r#"{{"nonce":"{nonce}","extra-params":""}}"#);
     let resp = response(
         200,
-        &[("Set-Cookie", "kbs-session-id=abc123; Expires=Wed, 21 Oct 2099 07:28:00 GMT")],
+        &[(
+            "Set-Cookie",
+            "kbs-session-id=abc123; Expires=Wed, 21 Oct 2099 07:28:00 GMT",
+        )],
         &challenge,
     );
     let attest = hs.on_auth_response(&resp, &SampleAttester, &key).unwrap();
@@ -204,7 +205,11 @@ fn handshake_maps_errors_and_needs_a_cookie() {
     let mut hs = Handshake::new(attestation::Tee::Sample, None);
     hs.auth_request().unwrap();
     let e = hs
-        .on_auth_response(&response(200, &[], r#"{"nonce":"n","extra-params":""}"#), &SampleAttester, &key)
+        .on_auth_response(
+            &response(200, &[], r#"{"nonce":"n","extra-params":""}"#),
+            &SampleAttester,
+            &key,
+        )
         .unwrap_err();
     assert!(matches!(e, KbsClientError::Protocol(_)), "{e}");
 
@@ -217,7 +222,14 @@ fn handshake_maps_errors_and_needs_a_cookie() {
     assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::AttestationError));
 
     assert_eq!(
-        session_cookie(&response(200, &[("set-cookie", "other=1"), ("set-cookie", "kbs-session-id=z; Path=/")], "")),
+        session_cookie(&response(
+            200,
+            &[
+                ("set-cookie", "other=1"),
+                ("set-cookie", "kbs-session-id=z; Path=/")
+            ],
+            ""
+        )),
         Some("z".into())
     );
     // Selected hash algorithm.
@@ -225,5 +237,7 @@ fn handshake_maps_errors_and_needs_a_cookie() {
         protocol::selected_hash(&serde_json::json!({"selected-hash-algorithm": "SHA512"})).unwrap(),
         attestation::HashAlgorithm::Sha512
     );
-    assert!(protocol::selected_hash(&serde_json::json!({"selected-hash-algorithm": "md5"})).is_err());
+    assert!(
+        protocol::selected_hash(&serde_json::json!({"selected-hash-algorithm": "md5"})).is_err()
+    );
 }

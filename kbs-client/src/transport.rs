@@ -283,9 +283,9 @@ impl KbsClient {
                 .send(&resource_request(uri, ResourceAuth::Session(session)))
                 .await?;
             match decode_resource_response(&resp, &self.tee_key) {
-                Err(KbsClientError::Kbs { status: 401, kind, .. })
-                    if attempt == 0 && retry_after_401(&kind) =>
-                {
+                Err(KbsClientError::Kbs {
+                    status: 401, kind, ..
+                }) if attempt == 0 && retry_after_401(&kind) => {
                     tracing::warn!(%kind, "KBS answered 401; re-attesting once");
                     self.handshake().await?;
                 }
@@ -335,7 +335,12 @@ impl KbsAdminClient {
         })
     }
 
-    async fn post(&self, path: String, content_type: &str, body: Vec<u8>) -> Result<(), KbsClientError> {
+    async fn post(
+        &self,
+        path: String,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(), KbsClientError> {
         let mut headers = vec![("Content-Type".to_string(), content_type.to_string())];
         if let Some(t) = &self.admin_token {
             headers.push(("Authorization".into(), format!("Bearer {t}")));
@@ -359,7 +364,8 @@ impl KbsAdminClient {
     /// `POST /kbs/v0/resource/<repo>/<type>/<tag>` with the raw bytes.
     pub async fn set_resource(&self, path: &str, bytes: Vec<u8>) -> Result<(), KbsClientError> {
         let uri = ResourceUri::from_resource_path(path)?;
-        self.post(uri.kbs_path(), "application/octet-stream", bytes).await
+        self.post(uri.kbs_path(), "application/octet-stream", bytes)
+            .await
     }
 
     /// `POST /kbs/v0/resource-policy {"policy": b64url(rego)}`.

@@ -108,7 +108,12 @@ impl ResourceUri {
 
     /// The request path on the KBS: `/kbs/v0/<plugin>/<segments>[?query]`.
     pub fn kbs_path(&self) -> String {
-        let mut p = format!("{}/{}/{}", crate::KBS_PREFIX, self.plugin, self.resource_path());
+        let mut p = format!(
+            "{}/{}/{}",
+            crate::KBS_PREFIX,
+            self.plugin,
+            self.resource_path()
+        );
         if let Some(q) = &self.query {
             p.push('?');
             p.push_str(q);

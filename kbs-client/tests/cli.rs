@@ -46,12 +46,34 @@ async fn set_resource_then_get_resource_with_the_binary() {
     let key = admin_priv.to_str().unwrap();
 
     // Admin call without any token: refused.
-    let (ok, _, err) = run(&["--url", &url, "config", "set-resource", "--path", "repo/key/one", "--resource-file", sf]).await;
+    let (ok, _, err) = run(&[
+        "--url",
+        &url,
+        "config",
+        "set-resource",
+        "--path",
+        "repo/key/one",
+        "--resource-file",
+        sf,
+    ])
+    .await;
     assert!(!ok);
     assert!(err.contains("AdminAuthAccess"), "{err}");
 
     // Locally signed admin token (--admin-key-file).
-    let (ok, out, err) = run(&["--url", &url, "config", "--admin-key-file", key, "set-resource", "--path", "repo/key/one", "--resource-file", sf]).await;
+    let (ok, out, err) = run(&[
+        "--url",
+        &url,
+        "config",
+        "--admin-key-file",
+        key,
+        "set-resource",
+        "--path",
+        "repo/key/one",
+        "--resource-file",
+        sf,
+    ])
+    .await;
     assert!(ok, "{err}");
     assert!(out.contains("Set resource success"), "{out}");
 
@@ -63,8 +85,22 @@ async fn set_resource_then_get_resource_with_the_binary() {
 
     // Token file (--admin-token-file), coco-dev policy.
     let token_file = dir.path().join("admin-token");
-    std::fs::write(&token_file, kbs_client::jws::admin_token(&admin, "admin", "t", 60).unwrap()).unwrap();
-    let (ok, out, err) = run(&["--url", &url, "config", "--admin-token-file", token_file.to_str().unwrap(), "set-resource-policy", "--policy-file", COCO_DEV]).await;
+    std::fs::write(
+        &token_file,
+        kbs_client::jws::admin_token(&admin, "admin", "t", 60).unwrap(),
+    )
+    .unwrap();
+    let (ok, out, err) = run(&[
+        "--url",
+        &url,
+        "config",
+        "--admin-token-file",
+        token_file.to_str().unwrap(),
+        "set-resource-policy",
+        "--policy-file",
+        COCO_DEV,
+    ])
+    .await;
     assert!(ok, "{err}");
     assert!(out.contains("Set resource policy success"), "{out}");
 

@@ -67,7 +67,9 @@ fn both_directions(alg: TeeKeyAlgorithm) {
     // And a flipped byte in their ciphertext is detected by us.
     let mut v: serde_json::Value = serde_json::from_slice(&theirs).unwrap();
     let ct = v["ciphertext"].as_str().unwrap().to_string();
-    let swapped = if ct.starts_with('A') { format!("B{}", &ct[1..]) } else { format!("A{}", &ct[1..]) };
+    let mut chars: Vec<char> = ct.chars().collect();
+    chars[0] = if chars[0] == 'A' { 'B' } else { 'A' };
+    let swapped: String = chars.into_iter().collect();
     v["ciphertext"] = swapped.into();
     assert!(key.decrypt(&serde_json::to_vec(&v).unwrap()).is_err());
 }

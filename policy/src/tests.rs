@@ -53,7 +53,10 @@ fn undefined_and_unknown_rules_are_errors() {
         p.evaluate_bool("data.p.x", &json!({"a": 2}), &json!(null)),
         Err(PolicyError::Undefined { .. })
     ));
-    assert!(p.evaluate_bool("data.p.x", &json!({"a": 1}), &json!(null)).unwrap());
+    assert!(
+        p.evaluate_bool("data.p.x", &json!({"a": 1}), &json!(null))
+            .unwrap()
+    );
     assert!(matches!(
         p.evaluate("data.nope.x", &json!({}), &json!(null)),
         Err(PolicyError::Eval { .. })
@@ -161,9 +164,11 @@ fn rego_v0_only_when_asked() {
         Policy::from_rego("old.rego", v0),
         Err(PolicyError::Load { .. })
     ));
-    let p =
-        Policy::with_options("old.rego", v0, RegoVersion::V0, PolicyLimits::default()).unwrap();
-    assert!(p.evaluate_bool("data.old.allow", &json!({"x": 1}), &json!(null)).unwrap());
+    let p = Policy::with_options("old.rego", v0, RegoVersion::V0, PolicyLimits::default()).unwrap();
+    assert!(
+        p.evaluate_bool("data.old.allow", &json!({"x": 1}), &json!(null))
+            .unwrap()
+    );
 }
 
 #[test]

@@ -5,6 +5,9 @@
 /// Default listen address: any CID, port 1024 (Kata's `DEFAULT_AGENT_VSOCK_PORT`).
 pub const DEFAULT_SERVER_ADDR: &str = "vsock://-1:1024";
 
+/// Default cgroup directory for containers.
+pub const DEFAULT_CGROUP_ROOT: &str = "/sys/fs/cgroup/cocoon";
+
 /// Log level names accepted by `agent.log=`.
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
@@ -17,6 +20,10 @@ pub struct AgentConfig {
     pub log_level: String,
     /// Whether to run the PID 1 duties (mounts, modules, poweroff). Off outside a VM.
     pub init_duties: bool,
+    /// cgroup v2 directory the agent puts containers under (`agent.cgroup_root=`).
+    pub cgroup_root: String,
+    /// Directory of baked rootfs trees (`agent.baked_rootfs=`).
+    pub baked_rootfs: String,
     /// Unknown `agent.*` keys, kept for diagnostics.
     pub unknown: Vec<String>,
 }
@@ -27,6 +34,9 @@ pub enum ConfigError {
     /// `agent.server_addr` is not a supported address.
     #[error("agent.server_addr={0:?}: expected vsock://CID:PORT or unix:///absolute/path")]
     ServerAddr(String),
+    /// A path setting is not an absolute path.
+    #[error("agent.{0}={1:?}: expected an absolute path")]
+    Path(&'static str, String),
     /// `agent.log` is not a level name.
     #[error("agent.log={0:?}: expected one of error, warn, info, debug, trace")]
     LogLevel(String),
@@ -38,6 +48,8 @@ impl Default for AgentConfig {
             server_addr: DEFAULT_SERVER_ADDR.to_string(),
             log_level: "info".to_string(),
             init_duties: false,
+            cgroup_root: DEFAULT_CGROUP_ROOT.to_string(),
+            baked_rootfs: crate::images::DEFAULT_BAKED_ROOTFS.to_string(),
             unknown: Vec::new(),
         }
     }
@@ -113,6 +125,21 @@ where
                 }
                 cfg.log_level = value.to_string();
             }
+            "cgroup_root" | "baked_rootfs" => {
+                let name = if key == "cgroup_root" {
+                    "cgroup_root"
+                } else {
+                    "baked_rootfs"
+                };
+                if !value.starts_with('/') || value.split('/').any(|c| c == "..") {
+                    return Err(ConfigError::Path(name, value.to_string()));
+                }
+                if key == "cgroup_root" {
+                    cfg.cgroup_root = value.to_string();
+                } else {
+                    cfg.baked_rootfs = value.to_string();
+                }
+            }
             _ => cfg.unknown.push(w.to_string()),
         }
     }
@@ -161,6 +188,19 @@ mod tests {
             assert!(matches!(err, ConfigError::ServerAddr(_)), "{bad}");
             assert!(err.to_string().contains("agent.server_addr"));
         }
+        assert_eq!(
+            parse_words(["agent.cgroup_root=rel"]).unwrap_err(),
+            ConfigError::Path("cgroup_root", "rel".into())
+        );
+        let cfg = parse_words([
+            "agent.cgroup_root=/sys/fs/cgroup/x",
+            "agent.baked_rootfs=/b",
+        ])
+        .unwrap();
+        assert_eq!(
+            (cfg.cgroup_root.as_str(), cfg.baked_rootfs.as_str()),
+            ("/sys/fs/cgroup/x", "/b")
+        );
         assert_eq!(
             parse_words(["agent.log=loud"]).unwrap_err(),
             ConfigError::LogLevel("loud".into())

@@ -3,7 +3,11 @@
 use cocoon_agent::{config, init};
 
 fn main() {
-    let pid1 = std::process::id() == 1;
+    if std::env::args().nth(1).as_deref() == Some(cocoon_agent::runtime::spawn::HELPER_ARG) {
+        cocoon_agent::runtime::helper::main();
+    }
+    // PID 1 of a VM, unless a host test runs us as PID 1 of a private pid namespace.
+    let pid1 = std::process::id() == 1 && std::env::var_os(cocoon_agent::SANDBOXED_ENV).is_none();
     if pid1 {
         if let Err(e) = init::mount_pseudo_filesystems() {
             fatal(pid1, &format!("{e}"));

@@ -60,16 +60,13 @@ impl CopyFileService {
             return Err(bad(format!("CopyFile path {path:?} is not canonical")));
         }
         let mut comps = Vec::new();
-        for c in Path::new(path).components() {
-            match c {
-                Component::RootDir => {}
-                Component::Normal(n) => comps.push(n),
-                _ => {
-                    return Err(bad(format!(
-                        "CopyFile path {path:?} is not canonical (contains . or ..)"
-                    )));
-                }
+        for c in path.split('/').skip(1) {
+            if c == "." || c == ".." {
+                return Err(bad(format!(
+                    "CopyFile path {path:?} is not canonical (contains . or ..)"
+                )));
             }
+            comps.push(OsStr::new(c));
         }
         let root: Vec<&OsStr> = self
             .root
@@ -160,7 +157,10 @@ impl CopyFileService {
 
     fn make_symlink(&self, req: &CopyFileRequest, target: &Path) -> Result<(), AgentError> {
         if req.data.is_empty() {
-            return Err(bad(format!("CopyFile {:?}: symlink without a target", req.path)));
+            return Err(bad(format!(
+                "CopyFile {:?}: symlink without a target",
+                req.path
+            )));
         }
         match std::fs::symlink_metadata(target) {
             Ok(m) if m.is_dir() => {
@@ -203,7 +203,10 @@ impl CopyFileService {
             )));
         }
         if std::fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()) {
-            return Err(bad(format!("CopyFile {:?}: a directory is in the way", req.path)));
+            return Err(bad(format!(
+                "CopyFile {:?}: a directory is in the way",
+                req.path
+            )));
         }
         let mut partial_name = std::ffi::OsString::from(".");
         partial_name.push(name);
@@ -249,8 +252,12 @@ fn chown(target: &Path, req: &CopyFileRequest, shown: &str) -> Result<(), AgentE
     if req.uid < 0 && req.gid < 0 {
         return Ok(());
     }
-    std::os::unix::fs::lchown(target, u32::try_from(req.uid).ok(), u32::try_from(req.gid).ok())
-        .map_err(|e| io_err("chown", shown, e))
+    std::os::unix::fs::lchown(
+        target,
+        u32::try_from(req.uid).ok(),
+        u32::try_from(req.gid).ok(),
+    )
+    .map_err(|e| io_err("chown", shown, e))
 }
 
 #[cfg(test)]
@@ -287,7 +294,8 @@ mod tests {
         let body: Vec<u8> = (0..3000u32).map(|i| (i % 256) as u8).collect();
         s.copy(&req(&p, REG, 3000, 0, &body[..1000])).unwrap();
         assert!(!Path::new(&p).exists(), "not visible before the last chunk");
-        s.copy(&req(&p, REG, 3000, 1000, &body[1000..2000])).unwrap();
+        s.copy(&req(&p, REG, 3000, 1000, &body[1000..2000]))
+            .unwrap();
         s.copy(&req(&p, REG, 3000, 2000, &body[2000..])).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), body);
         let meta = std::fs::metadata(&p).unwrap();
@@ -371,6 +379,10 @@ mod tests {
             assert_eq!(s.copy(&r).unwrap_err().code(), Code::InvalidArgument);
         }
         let err = s.copy(&req(&p, REG, 10, 5, b"x")).unwrap_err();
-        assert!(err.message().contains("earlier chunks"), "{}", err.message());
+        assert!(
+            err.message().contains("earlier chunks"),
+            "{}",
+            err.message()
+        );
     }
 }

@@ -42,9 +42,15 @@ pub(crate) async fn handle(s: &Services, req: AgentRequest) -> Result<AgentRespo
             .wait(&r.container_id, &r.exec_id)
             .await
             .map(|status| AgentResponse::WaitProcess(WaitProcessResponse { status })),
-        AgentRequest::SignalProcess(r) => c.signal(&r.container_id, &r.exec_id, r.signal).and(EMPTY),
-        AgentRequest::ReadStdout(r) => read(s, &r.container_id, &r.exec_id, Stream::Stdout, r.len).await,
-        AgentRequest::ReadStderr(r) => read(s, &r.container_id, &r.exec_id, Stream::Stderr, r.len).await,
+        AgentRequest::SignalProcess(r) => {
+            c.signal(&r.container_id, &r.exec_id, r.signal).and(EMPTY)
+        }
+        AgentRequest::ReadStdout(r) => {
+            read(s, &r.container_id, &r.exec_id, Stream::Stdout, r.len).await
+        }
+        AgentRequest::ReadStderr(r) => {
+            read(s, &r.container_id, &r.exec_id, Stream::Stderr, r.len).await
+        }
         AgentRequest::WriteStdin(r) => c
             .write_stdin(&r.container_id, &r.exec_id, &r.data)
             .await
@@ -75,9 +81,9 @@ pub(crate) async fn handle(s: &Services, req: AgentRequest) -> Result<AgentRespo
         }
         AgentRequest::UpdateInterface(r) => {
             let net = network(s, "UpdateInterface")?;
-            let iface = r
-                .interface
-                .ok_or_else(|| AgentError::invalid_argument("UpdateInterface needs an interface"))?;
+            let iface = r.interface.ok_or_else(|| {
+                AgentError::invalid_argument("UpdateInterface needs an interface")
+            })?;
             net.update_interface(&iface)
                 .await
                 .map(AgentResponse::Interface)
@@ -92,7 +98,10 @@ pub(crate) async fn handle(s: &Services, req: AgentRequest) -> Result<AgentRespo
         AgentRequest::AddARPNeighbors(r) => {
             let net = network(s, "AddARPNeighbors")?;
             let n = r.neighbors.map(|n| n.neighbors).unwrap_or_default();
-            net.add_arp_neighbors(&n).await.map_err(host_error).and(EMPTY)
+            net.add_arp_neighbors(&n)
+                .await
+                .map_err(host_error)
+                .and(EMPTY)
         }
         other => Err(AgentError::unimplemented(other.rpc_name())),
     }

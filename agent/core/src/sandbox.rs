@@ -63,7 +63,9 @@ impl SandboxService {
         }
         let mut id = self.sandbox_id.lock().unwrap_or_else(|p| p.into_inner());
         if id.is_some() {
-            return Err(AgentError::already_exists("the sandbox was already created"));
+            return Err(AgentError::already_exists(
+                "the sandbox was already created",
+            ));
         }
         *id = Some(req.sandbox_id.clone());
         Ok(())
@@ -71,7 +73,10 @@ impl SandboxService {
 
     /// The id given by CreateSandbox.
     pub fn sandbox_id(&self) -> Option<String> {
-        self.sandbox_id.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.sandbox_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Marks the sandbox destroyed and asks the agent to stop serving and power off.

@@ -66,7 +66,9 @@ impl Appraiser {
         attestation: &Attestation,
     ) -> Result<Appraised, KbsError> {
         if attestation.runtime_data.nonce != nonce {
-            return Err(fail("runtime-data nonce is not the session's challenge nonce"));
+            return Err(fail(
+                "runtime-data nonce is not the session's challenge nonce",
+            ));
         }
         if !attestation.tee_evidence.additional_evidence.is_empty() {
             return Err(fail("additional (device) evidence is not supported"));
@@ -153,7 +155,10 @@ fn check_init_data(claims: &Claims, format: &str, body: &str) -> Result<Value, K
             )));
         }
     }
-    let data = doc.get("data").cloned().unwrap_or(toml::Value::Table(Default::default()));
+    let data = doc
+        .get("data")
+        .cloned()
+        .unwrap_or(toml::Value::Table(Default::default()));
     serde_json::to_value(data).map_err(fail)
 }
 

@@ -22,7 +22,7 @@ pub struct KbsConfig {
     #[serde(default = "default_session_timeout")]
     pub session_timeout_secs: u64,
     /// Most sessions kept; when full, expired sessions are purged, then the oldest
-    /// pending (unattested) session is evicted, else the oldest session.
+    /// session (by creation) is evicted.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
     /// Lifetime of attestation tokens in seconds (default 300).
@@ -109,8 +109,8 @@ impl KbsConfig {
     pub fn load(path: &Path) -> Result<Self, KbsError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| config_err(format!("{}: {e}", path.display())))?;
-        let mut config = Self::from_toml(&text)
-            .map_err(|e| config_err(format!("{}: {e}", path.display())))?;
+        let mut config =
+            Self::from_toml(&text).map_err(|e| config_err(format!("{}: {e}", path.display())))?;
         if let Some(dir) = path.parent() {
             config.resolve_relative_to(dir);
         }
@@ -161,10 +161,14 @@ impl KbsConfig {
             return Err(config_err("max_connections must be at least 1"));
         }
         if self.max_request_bytes < 4096 || self.max_request_bytes > 64 * 1024 * 1024 {
-            return Err(config_err("max_request_bytes must be within 4096..=67108864"));
+            return Err(config_err(
+                "max_request_bytes must be within 4096..=67108864",
+            ));
         }
         if self.admin_roles.iter().any(String::is_empty) || self.admin_roles.is_empty() {
-            return Err(config_err("admin_roles must list at least one non-empty role"));
+            return Err(config_err(
+                "admin_roles must list at least one non-empty role",
+            ));
         }
         if self.resource_dir.as_os_str().is_empty() {
             return Err(config_err("resource_dir must be set"));

@@ -97,7 +97,9 @@ impl KbsState {
             Some(p) => JwsSigningKey::from_pem(&read_text("token_signing_key_file", p)?)
                 .map_err(|e| KbsError::Config(format!("token_signing_key_file: {e}")))?,
             None => {
-                tracing::warn!("no token_signing_key_file: tokens are signed with an ephemeral key");
+                tracing::warn!(
+                    "no token_signing_key_file: tokens are signed with an ephemeral key"
+                );
                 JwsSigningKey::generate("EdDSA").map_err(|e| KbsError::Config(e.to_string()))?
             }
         };
@@ -119,8 +121,10 @@ impl KbsState {
             }
         };
         let reference = match &config.reference_values_file {
-            Some(p) => ReferenceValues::from_json(read_text("reference_values_file", p)?.as_bytes())
-                .map_err(|e| KbsError::Config(format!("reference_values_file: {e}")))?,
+            Some(p) => {
+                ReferenceValues::from_json(read_text("reference_values_file", p)?.as_bytes())
+                    .map_err(|e| KbsError::Config(format!("reference_values_file: {e}")))?
+            }
             None => ReferenceValues::default(),
         };
         let tdx_collateral = config
@@ -144,7 +148,9 @@ impl KbsState {
             tdx_collateral,
         };
         if config.allow_sample {
-            tracing::warn!("allow_sample = true: sample (unsigned) evidence is accepted (coco-dev)");
+            tracing::warn!(
+                "allow_sample = true: sample (unsigned) evidence is accepted (coco-dev)"
+            );
         }
         Ok(Self {
             resources: resources::ResourceStore::open(&config.resource_dir)?,
@@ -222,7 +228,9 @@ impl KbsState {
             .and_then(serde_json::Value::as_str)
             .ok_or_else(|| KbsError::AdminAuthAccess("missing required `role` claim".into()))?;
         if !self.config.admin_roles.iter().any(|r| r == role) {
-            return Err(KbsError::AdminAuthAccess(format!("role {role:?} not allowed")));
+            return Err(KbsError::AdminAuthAccess(format!(
+                "role {role:?} not allowed"
+            )));
         }
         Ok(())
     }
@@ -277,7 +285,11 @@ impl KbsServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<KbsState>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<KbsState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let slots = Arc::new(Semaphore::new(state.config.max_connections));
     loop {
         let permit = tokio::select! {

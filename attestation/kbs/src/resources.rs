@@ -161,7 +161,11 @@ impl ResourceStore {
                 target.display()
             )));
         }
-        let tmp = dir.join(format!(".{}.tmp-{}", path.0[2], crate::session::random_id()));
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}",
+            path.0[2],
+            crate::session::random_id()
+        ));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

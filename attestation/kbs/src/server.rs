@@ -85,14 +85,21 @@ pub async fn handle(state: Arc<KbsState>, req: Request<Incoming>) -> Result<Resp
     if path == "/healthz" && req.method() == Method::GET {
         return Ok(json_response(StatusCode::OK, "{\"status\":\"ok\"}".into()));
     }
-    let result = match path.strip_prefix(KBS_PREFIX).and_then(|p| p.strip_prefix('/')) {
+    let result = match path
+        .strip_prefix(KBS_PREFIX)
+        .and_then(|p| p.strip_prefix('/'))
+    {
         Some(rest) => route(&state, req, rest.to_string()).await,
         None => Err(KbsError::InvalidRequestPath(path.clone())),
     };
     Ok(result.unwrap_or_else(|e| error_response(&e)))
 }
 
-async fn route(state: &Arc<KbsState>, req: Request<Incoming>, rest: String) -> Result<Resp, KbsError> {
+async fn route(
+    state: &Arc<KbsState>,
+    req: Request<Incoming>,
+    rest: String,
+) -> Result<Resp, KbsError> {
     let parts: Vec<&str> = rest.split('/').collect();
     let plugin = parts.first().copied().unwrap_or_default();
     let sub: Vec<&str> = parts.iter().skip(1).copied().collect();
@@ -165,7 +172,9 @@ async fn attest(state: &Arc<KbsState>, req: Request<Incoming>) -> Result<Resp, K
     match result {
         Ok((token, claims_json)) => {
             if !state.sessions().finish_attest(&id, token.clone()) {
-                return Err(KbsError::Attestation("session vanished during attestation".into()));
+                return Err(KbsError::Attestation(
+                    "session vanished during attestation".into(),
+                ));
             }
             state.stats.attest_ok.fetch_add(1, Ordering::Relaxed);
             tracing::info!(tee = %session.tee, "attestation accepted");
@@ -217,7 +226,8 @@ async fn get_resource(
     path: &ResourcePath,
 ) -> Result<Resp, KbsError> {
     // The session's token first (trustee's order), then a bearer token.
-    let from_session = request_cookie(req).and_then(|id| state.sessions().token(&id, Instant::now()).ok());
+    let from_session =
+        request_cookie(req).and_then(|id| state.sessions().token(&id, Instant::now()).ok());
     let token = from_session
         .or_else(|| bearer(req))
         .ok_or(KbsError::TokenNotFound)?;
@@ -250,7 +260,8 @@ async fn get_resource(
         .resources
         .read(path, state.config.max_request_bytes)?
         .ok_or_else(|| KbsError::ResourceNotFound(path.joined()))?;
-    let jwe = kbs_client::jwe::encrypt(&tee_pubkey, &bytes).map_err(|e| KbsError::Jwe(e.to_string()))?;
+    let jwe =
+        kbs_client::jwe::encrypt(&tee_pubkey, &bytes).map_err(|e| KbsError::Jwe(e.to_string()))?;
     state.stats.released.fetch_add(1, Ordering::Relaxed);
     tracing::info!(resource = %path.joined(), "resource released");
     Ok(json_response(
@@ -271,7 +282,10 @@ fn b64url_field(body: &[u8], field: &str) -> Result<Vec<u8>, KbsError> {
         .map_err(|e| KbsError::ParsePolicy(format!("`{field}` is not base64url: {e}")))
 }
 
-async fn set_resource_policy(state: &Arc<KbsState>, req: Request<Incoming>) -> Result<Resp, KbsError> {
+async fn set_resource_policy(
+    state: &Arc<KbsState>,
+    req: Request<Incoming>,
+) -> Result<Resp, KbsError> {
     let body = read_body(req, state.config.max_request_bytes).await?;
     let rego = String::from_utf8(b64url_field(&body, "policy")?)
         .map_err(|_| KbsError::ParsePolicy("policy is not UTF-8".into()))?;
@@ -298,13 +312,16 @@ async fn set_attestation_policy(
         .map_err(|_| KbsError::ParsePolicy(format!("policy_id {id:?} is not a plain name")))?;
     let policy_type = v.get("type").and_then(Value::as_str).unwrap_or("rego");
     if policy_type != "rego" {
-        return Err(KbsError::ParsePolicy(format!("policy type {policy_type:?} (expected rego)")));
+        return Err(KbsError::ParsePolicy(format!(
+            "policy type {policy_type:?} (expected rego)"
+        )));
     }
     let text = String::from_utf8(b64url_field(&body, "policy")?)
         .map_err(|_| KbsError::ParsePolicy("policy is not UTF-8".into()))?;
     // Checked to be valid Rego, then stored; appraisal itself is configured by the
     // reference values and the appraisal flags.
-    let p = policy::Policy::from_rego(&id, &text).map_err(|e| KbsError::ParsePolicy(e.to_string()))?;
+    let p =
+        policy::Policy::from_rego(&id, &text).map_err(|e| KbsError::ParsePolicy(e.to_string()))?;
     tracing::info!(policy_id = %id, digest = p.digest(), "attestation policy stored");
     state.store_attestation_policy(id, text);
     Ok(json_response(StatusCode::OK, String::new()))

@@ -136,17 +136,10 @@ impl SessionTable {
             return;
         }
         self.purge_expired(now);
+        // Oldest first: in-flight handshakes are the newest sessions, and an evicted
+        // attested client still holds its (bearer) token or simply re-attests.
         while self.sessions.len() >= self.max {
-            let victim = self
-                .order
-                .values()
-                .find(|id| {
-                    self.sessions
-                        .get(*id)
-                        .is_some_and(|s| s.state == SessionState::Pending)
-                })
-                .or_else(|| self.order.values().next())
-                .cloned();
+            let victim = self.order.values().next().cloned();
             match victim {
                 Some(id) => {
                     self.remove(&id);
@@ -238,9 +231,15 @@ mod tests {
         assert_eq!(STANDARD.decode(&nonce).unwrap().len(), 32);
         let s = t.begin_attest(&id, t0).unwrap();
         assert_eq!(s.nonce, nonce);
-        assert_eq!(t.begin_attest(&id, t0).unwrap_err(), SessionError::NonceUsed);
+        assert_eq!(
+            t.begin_attest(&id, t0).unwrap_err(),
+            SessionError::NonceUsed
+        );
         assert!(t.finish_attest(&id, "tok".into()));
-        assert_eq!(t.begin_attest(&id, t0).unwrap_err(), SessionError::NonceUsed);
+        assert_eq!(
+            t.begin_attest(&id, t0).unwrap_err(),
+            SessionError::NonceUsed
+        );
         assert_eq!(t.token(&id, t0).unwrap(), "tok");
         assert_eq!(
             t.token(&id, t0 + Duration::from_secs(61)).unwrap_err(),
@@ -250,18 +249,22 @@ mod tests {
 
         let (id2, _) = t.create(Tee::Sample, t0);
         assert_eq!(
-            t.begin_attest(&id2, t0 + Duration::from_secs(60)).unwrap_err(),
+            t.begin_attest(&id2, t0 + Duration::from_secs(60))
+                .unwrap_err(),
             SessionError::Expired
         );
         let (id3, _) = t.create(Tee::Sample, t0);
         t.begin_attest(&id3, t0).unwrap();
         t.fail_attest(&id3);
-        assert_eq!(t.begin_attest(&id3, t0).unwrap_err(), SessionError::NotFound);
+        assert_eq!(
+            t.begin_attest(&id3, t0).unwrap_err(),
+            SessionError::NotFound
+        );
         assert_ne!(make_nonce(), make_nonce());
     }
 
     #[test]
-    fn table_is_bounded_and_evicts_pending_first() {
+    fn table_is_bounded_and_evicts_oldest_first() {
         let t0 = Instant::now();
         let mut t = SessionTable::new(3, Duration::from_secs(60));
         let (a, _) = t.create(Tee::Sample, t0);
@@ -271,14 +274,17 @@ mod tests {
         let (c, _) = t.create(Tee::Sample, t0);
         let (d, _) = t.create(Tee::Sample, t0);
         assert_eq!(t.len(), 3);
-        // The oldest pending (b) went, the attested one (a) stayed.
-        assert_eq!(t.token(&a, t0).unwrap(), "A");
-        assert_eq!(t.begin_attest(&b, t0).unwrap_err(), SessionError::NotFound);
+        // The oldest (a, attested) went; b, c, d (the newest handshakes) stay.
+        assert_eq!(t.token(&a, t0).unwrap_err(), SessionError::NotFound);
+        for id in [&b, &c, &d] {
+            assert!(t.sessions.contains_key(id.as_str()));
+        }
+        t.begin_attest(&d, t0).unwrap();
         for _ in 0..1000 {
             t.create(Tee::Sample, t0);
         }
         assert_eq!(t.len(), 3);
-        assert!(t.evicted() >= 1001);
+        assert_eq!(t.evicted(), 1001);
         // Expired sessions are purged before anything live is evicted.
         let mut t = SessionTable::new(2, Duration::from_secs(1));
         t.create(Tee::Sample, t0);
@@ -286,6 +292,5 @@ mod tests {
         t.create(Tee::Sample, t0 + Duration::from_secs(5));
         assert_eq!(t.len(), 1);
         assert_eq!(t.evicted(), 0);
-        let _ = (c, d);
     }
 }

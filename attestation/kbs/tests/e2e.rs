@@ -40,7 +40,11 @@ async fn coco_dev_policy_releases_default_policy_denies_sample() {
 async fn sample_refused_at_attestation_unless_allowed() {
     let kbs = start(true, |c| c.allow_sample = false).await;
     let e = kbs.client().attest().await.unwrap_err();
-    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::AttestationError), "{e}");
+    assert_eq!(
+        e.kbs_error_type(),
+        Some(&KbsErrorType::AttestationError),
+        "{e}"
+    );
     assert!(e.to_string().contains("tee"), "{e}");
 }
 
@@ -53,7 +57,10 @@ async fn rsa_tee_key_and_bearer_token_retrieval() {
         .key_algorithm(TeeKeyAlgorithm::RsaOaep256)
         .build()
         .unwrap();
-    assert_eq!(c.get_resource(&uri("r/t/g")).await.unwrap().as_slice(), b"rsa secret");
+    assert_eq!(
+        c.get_resource(&uri("r/t/g")).await.unwrap().as_slice(),
+        b"rsa secret"
+    );
     // The token alone (no cookie), as trustee's `--attestation-token` does.
     let token = c.attest().await.unwrap();
     let pem = c.tee_key().to_pkcs8_pem().unwrap();
@@ -63,14 +70,25 @@ async fn rsa_tee_key_and_bearer_token_retrieval() {
         .build()
         .unwrap();
     assert_eq!(
-        other.get_resource_with_token(&uri("r/t/g"), &token).await.unwrap().as_slice(),
+        other
+            .get_resource_with_token(&uri("r/t/g"), &token)
+            .await
+            .unwrap()
+            .as_slice(),
         b"rsa secret"
     );
     // A forged token (payload changed) is refused.
     let parts: Vec<&str> = token.split('.').collect();
     let forged = format!("{}.{}x.{}", parts[0], parts[1], parts[2]);
-    let e = other.get_resource_with_token(&uri("r/t/g"), &forged).await.unwrap_err();
-    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::TokenVerifierError), "{e}");
+    let e = other
+        .get_resource_with_token(&uri("r/t/g"), &forged)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kbs_error_type(),
+        Some(&KbsErrorType::TokenVerifierError),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -79,7 +97,11 @@ async fn wrong_report_data_refused() {
     kbs.put_resource("default/key/k1", b"s");
     let mut c = wrong_report_data_client(&kbs.url());
     let e = c.get_resource(&uri("default/key/k1")).await.unwrap_err();
-    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::AttestationError), "{e}");
+    assert_eq!(
+        e.kbs_error_type(),
+        Some(&KbsErrorType::AttestationError),
+        "{e}"
+    );
     assert!(e.to_string().contains("report_data"), "{e}");
     assert_eq!(kbs.server.state.stats.released.load(Ordering::Relaxed), 0);
 }
@@ -145,7 +167,13 @@ async fn expired_session_refused() {
     // An attested session expires too: cookie-only access is then refused.
     let attest = auth_and_attest_request(&t, &key).await;
     assert_eq!(t.send(&attest).await.unwrap().status, 200);
-    let cookie = attest.headers.iter().find(|(n, _)| n == "Cookie").unwrap().1.clone();
+    let cookie = attest
+        .headers
+        .iter()
+        .find(|(n, _)| n == "Cookie")
+        .unwrap()
+        .1
+        .clone();
     let get = HttpRequest {
         method: Method::Get,
         path: "/kbs/v0/resource/a/b/c".into(),
@@ -156,16 +184,27 @@ async fn expired_session_refused() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let r = t.send(&get).await.unwrap();
     let e = kbs_client::KbsClientError::from_response(r.status, &r.body);
-    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::TokenNotFound), "{e}");
+    assert_eq!(
+        e.kbs_error_type(),
+        Some(&KbsErrorType::TokenNotFound),
+        "{e}"
+    );
 }
 
 #[tokio::test]
 async fn unknown_resource_and_bad_paths() {
     let kbs = start(true, |_| {}).await;
     let mut c = kbs.client();
-    let e = c.get_resource(&uri("default/key/missing")).await.unwrap_err();
+    let e = c
+        .get_resource(&uri("default/key/missing"))
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), Some(404));
-    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::ResourceNotFound), "{e}");
+    assert_eq!(
+        e.kbs_error_type(),
+        Some(&KbsErrorType::ResourceNotFound),
+        "{e}"
+    );
 
     // Traversal on the wire (a client library would normalise these away).
     std::fs::write(kbs.dir().join("outside"), b"host secret").unwrap();
@@ -205,23 +244,48 @@ async fn admin_endpoints_need_a_valid_admin_token() {
     let kbs = start(false, |_| {}).await;
     let url = kbs.url();
     let no_token = kbs_client::KbsAdminClient::new(&url, None, &[]).unwrap();
-    let e = no_token.set_resource("a/b/c", b"x".to_vec()).await.unwrap_err();
-    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::AdminAuthAccess), "{e}");
+    let e = no_token
+        .set_resource("a/b/c", b"x".to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kbs_error_type(),
+        Some(&KbsErrorType::AdminAuthAccess),
+        "{e}"
+    );
     assert_eq!(e.status(), Some(401));
-    let e = no_token.set_resource_policy(COCO_DEV_POLICY.as_bytes()).await.unwrap_err();
-    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::AdminAuthAccess), "{e}");
+    let e = no_token
+        .set_resource_policy(COCO_DEV_POLICY.as_bytes())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kbs_error_type(),
+        Some(&KbsErrorType::AdminAuthAccess),
+        "{e}"
+    );
 
     // Signed by another Ed25519 key.
     let rogue = kbs_client::JwsSigningKey::generate("EdDSA").unwrap();
     let bad = kbs_client::jws::admin_token(&rogue, "admin", "x", 300).unwrap();
     let bad_client = kbs_client::KbsAdminClient::new(&url, Some(bad), &[]).unwrap();
-    let e = bad_client.set_resource("a/b/c", b"x".to_vec()).await.unwrap_err();
-    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::AdminAuthAccess), "{e}");
+    let e = bad_client
+        .set_resource("a/b/c", b"x".to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kbs_error_type(),
+        Some(&KbsErrorType::AdminAuthAccess),
+        "{e}"
+    );
     let e = bad_client
         .set_attestation_policy(b"package p\n", "rego", "default")
         .await
         .unwrap_err();
-    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::AdminAuthAccess), "{e}");
+    assert_eq!(
+        e.kbs_error_type(),
+        Some(&KbsErrorType::AdminAuthAccess),
+        "{e}"
+    );
     // Right key, wrong role.
     let wrong_role = kbs_client::jws::admin_token(&kbs.admin_key, "viewer", "x", 300).unwrap();
     let e = kbs_client::KbsAdminClient::new(&url, Some(wrong_role), &[])
@@ -243,18 +307,44 @@ async fn admin_endpoints_need_a_valid_admin_token() {
 
     // Valid token: resource, resource policy and attestation policy are set.
     let admin = kbs_client::KbsAdminClient::new(&url, Some(kbs.admin_token()), &[]).unwrap();
-    admin.set_resource("a/b/c", b"admin-set".to_vec()).await.unwrap();
-    let e = admin.set_resource("a/../c", b"x".to_vec()).await.unwrap_err();
-    assert!(matches!(e, kbs_client::KbsClientError::InvalidUri { .. }), "{e}");
-    let e = admin.set_resource_policy(b"package policy\nallow if {").await.unwrap_err();
-    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::ParsePolicyError), "{e}");
+    admin
+        .set_resource("a/b/c", b"admin-set".to_vec())
+        .await
+        .unwrap();
+    let e = admin
+        .set_resource("a/../c", b"x".to_vec())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, kbs_client::KbsClientError::InvalidUri { .. }),
+        "{e}"
+    );
+    let e = admin
+        .set_resource_policy(b"package policy\nallow if {")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kbs_error_type(),
+        Some(&KbsErrorType::ParsePolicyError),
+        "{e}"
+    );
     let mut c = kbs.client();
     let e = c.get_resource(&uri("a/b/c")).await.unwrap_err();
     assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::PolicyDeny));
-    admin.set_resource_policy(COCO_DEV_POLICY.as_bytes()).await.unwrap();
-    assert_eq!(c.get_resource(&uri("a/b/c")).await.unwrap().as_slice(), b"admin-set");
     admin
-        .set_attestation_policy(b"package policy\ndefault allow := true\n", "rego", "default")
+        .set_resource_policy(COCO_DEV_POLICY.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get_resource(&uri("a/b/c")).await.unwrap().as_slice(),
+        b"admin-set"
+    );
+    admin
+        .set_attestation_policy(
+            b"package policy\ndefault allow := true\n",
+            "rego",
+            "default",
+        )
         .await
         .unwrap();
     assert!(kbs.server.state.attestation_policy("default").is_some());
@@ -270,7 +360,10 @@ async fn client_reattests_when_the_token_nears_expiry() {
     c.get_resource(&uri("a/b/c")).await.unwrap();
     assert_eq!(c.handshakes(), 1, "cached token reused");
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(c.get_resource(&uri("a/b/c")).await.unwrap().as_slice(), b"v");
+    assert_eq!(
+        c.get_resource(&uri("a/b/c")).await.unwrap().as_slice(),
+        b"v"
+    );
     assert_eq!(c.handshakes(), 2, "re-attested before the token expired");
     assert_eq!(kbs.server.state.stats.attest_ok.load(Ordering::Relaxed), 2);
 }
@@ -293,6 +386,9 @@ async fn client_reattests_after_401_when_the_server_forgot_the_session() {
     config.resource_policy_file = Some(p);
     let server2 = cocoon_kbs::KbsServer::start(config).await.unwrap();
     std::fs::write(server2.state.resources.root().join("a/b/c"), b"v2").unwrap();
-    assert_eq!(c.get_resource(&uri("a/b/c")).await.unwrap().as_slice(), b"v2");
+    assert_eq!(
+        c.get_resource(&uri("a/b/c")).await.unwrap().as_slice(),
+        b"v2"
+    );
     assert_eq!(c.handshakes(), 2);
 }

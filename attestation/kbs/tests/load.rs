@@ -51,23 +51,45 @@ async fn thousand_concurrent_sessions() {
             }
             Err(e) => {
                 assert!(!valid, "valid client failed: {e}");
-                assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::AttestationError), "{e}");
+                assert_eq!(
+                    e.kbs_error_type(),
+                    Some(&KbsErrorType::AttestationError),
+                    "{e}"
+                );
                 refused += 1;
             }
         }
     }
     assert_eq!((ok, refused), (SESSIONS / 2, SESSIONS / 2));
     let stats = &kbs.server.state.stats;
-    assert_eq!(stats.released.load(Ordering::Relaxed), (SESSIONS / 2) as u64);
-    assert_eq!(stats.attest_ok.load(Ordering::Relaxed), (SESSIONS / 2) as u64);
+    assert_eq!(
+        stats.released.load(Ordering::Relaxed),
+        (SESSIONS / 2) as u64
+    );
+    assert_eq!(
+        stats.attest_ok.load(Ordering::Relaxed),
+        (SESSIONS / 2) as u64
+    );
     // Each invalid client's one attestation was refused (and its session dropped).
-    assert_eq!(stats.attest_fail.load(Ordering::Relaxed), (SESSIONS / 2) as u64);
+    assert_eq!(
+        stats.attest_fail.load(Ordering::Relaxed),
+        (SESSIONS / 2) as u64
+    );
     // Memory bound: the session table never exceeds its configured size.
-    let sessions = kbs.server.state.sessions();
-    assert!(sessions.len() <= MAX_SESSIONS, "{} sessions", sessions.len());
-    assert!(sessions.evicted() > 0, "the bound was exercised");
-    drop(sessions);
+    {
+        let sessions = kbs.server.state.sessions();
+        assert!(
+            sessions.len() <= MAX_SESSIONS,
+            "{} sessions",
+            sessions.len()
+        );
+        assert!(sessions.evicted() > 0, "the bound was exercised");
+    }
     // The server still answers.
     let mut c = kbs.client();
-    assert!(c.get_resource(&ResourceUri::parse("kbs:///load/key/k").unwrap()).await.is_ok());
+    assert!(
+        c.get_resource(&ResourceUri::parse("kbs:///load/key/k").unwrap())
+            .await
+            .is_ok()
+    );
 }

@@ -265,14 +265,17 @@ pub fn build_argv(spec: &VmSpec) -> Result<Vec<String>, ArgvError> {
             mrconfigid,
             quote_generation_socket,
         } => {
-            let mut obj = serde_json::json!({
-                "qom-type": "tdx-guest",
-                "id": "tdx0",
-                "quote-generation-socket": {"type": "unix", "path": path(quote_generation_socket)},
-            });
-            if let (Some(id), Some(map)) = (mrconfigid, obj.as_object_mut()) {
-                map.insert("mrconfigid".into(), B64.encode(id).into());
+            // Written key by key: serde_json's map order depends on crate features
+            // (preserve_order) elsewhere in the build, and the argv must be stable.
+            let q = |v: &str| serde_json::Value::from(v).to_string();
+            let mut obj = format!(r#"{{"qom-type":"tdx-guest","id":"tdx0""#);
+            if let Some(id) = mrconfigid {
+                obj.push_str(&format!(r#","mrconfigid":{}"#, q(&B64.encode(id))));
             }
+            obj.push_str(&format!(
+                r#","quote-generation-socket":{{"type":"unix","path":{}}}}}"#,
+                q(&path(quote_generation_socket))
+            ));
             push(&["-object", &obj.to_string()]);
         }
     }

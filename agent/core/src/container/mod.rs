@@ -97,7 +97,9 @@ impl ContainerService {
             .find(|(id, _)| id == exec_id)
             .map(|(_, p)| p.clone())
             .ok_or_else(|| {
-                AgentError::not_found(format!("process {exec_id:?} of container {cid:?} not found"))
+                AgentError::not_found(format!(
+                    "process {exec_id:?} of container {cid:?} not found"
+                ))
             })
     }
 
@@ -119,7 +121,10 @@ impl ContainerService {
         let spec = wire_spec
             .to_oci()
             .map_err(|e| AgentError::invalid_argument(e.to_string()))?;
-        if spec.process().as_ref().is_none_or(|p| p.args().as_ref().is_none_or(|a| a.is_empty()))
+        if spec
+            .process()
+            .as_ref()
+            .is_none_or(|p| p.args().as_ref().is_none_or(|a| a.is_empty()))
         {
             return Err(AgentError::invalid_argument(
                 "OCI spec has no Process.Args to run",
@@ -179,7 +184,10 @@ impl ContainerService {
             execs: Mutex::new(Vec::new()),
         });
         self.map().insert(cid.clone(), container);
-        let mut sb = self.sandbox_container.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sb = self
+            .sandbox_container
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if sb.is_none() {
             *sb = Some(cid);
         }
@@ -268,6 +276,11 @@ impl ContainerService {
             .ok_or_else(|| AgentError::invalid_argument(format!("invalid signal {signal}")))?;
         let p = self.process(cid, exec_id)?;
         if exec_id.is_empty() {
+            if p.exit_code().is_some() {
+                // The init is gone (its pid may be reused); with a pid namespace every other
+                // process of the container died with it.
+                return Ok(());
+            }
             return self.host.signal_container(cid, sig).map_err(host_error);
         }
         if p.exit_code().is_some() {
@@ -290,7 +303,12 @@ impl ContainerService {
     }
 
     /// WriteStdin.
-    pub async fn write_stdin(&self, cid: &str, exec_id: &str, data: &[u8]) -> Result<u32, AgentError> {
+    pub async fn write_stdin(
+        &self,
+        cid: &str,
+        exec_id: &str,
+        data: &[u8],
+    ) -> Result<u32, AgentError> {
         self.process(cid, exec_id)?.write_stdin(data).await
     }
 
@@ -328,7 +346,10 @@ impl ContainerService {
                 if paused { "running" } else { "paused" }
             )));
         }
-        self.host.set_frozen(cid, paused).await.map_err(host_error)?;
+        self.host
+            .set_frozen(cid, paused)
+            .await
+            .map_err(host_error)?;
         c.set_status(to);
         Ok(())
     }
@@ -360,9 +381,7 @@ impl ContainerService {
             if c.status() == Status::Paused {
                 let _ = self.host.set_frozen(cid, false).await;
             }
-            self.host
-                .signal_container(cid, 9)
-                .map_err(host_error)?;
+            self.host.signal_container(cid, 9).map_err(host_error)?;
             let waited = c.init.wait();
             if timeout_secs == 0 {
                 waited.await;
@@ -383,8 +402,14 @@ impl ContainerService {
                 .map_err(image_error)?;
         }
         self.map().remove(cid);
-        self.oom_seen.lock().unwrap_or_else(|p| p.into_inner()).remove(cid);
-        let mut sb = self.sandbox_container.lock().unwrap_or_else(|p| p.into_inner());
+        self.oom_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(cid);
+        let mut sb = self
+            .sandbox_container
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if sb.as_deref() == Some(cid) {
             *sb = None;
         }

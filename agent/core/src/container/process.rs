@@ -137,7 +137,8 @@ impl Proc {
                 "the process has no terminal",
             ));
         };
-        let rows = u16::try_from(rows).map_err(|_| AgentError::invalid_argument("row too large"))?;
+        let rows =
+            u16::try_from(rows).map_err(|_| AgentError::invalid_argument("row too large"))?;
         let cols =
             u16::try_from(cols).map_err(|_| AgentError::invalid_argument("column too large"))?;
         tty.resize(rows, cols).map_err(crate::error::host_error)

@@ -55,6 +55,7 @@ impl StreamBuffer {
     }
 
     /// Bytes currently buffered.
+    #[cfg(test)]
     pub(crate) fn buffered(&self) -> usize {
         self.lock().buf.len()
     }

@@ -66,10 +66,7 @@ impl TestKbs {
 }
 
 pub fn sample_client(url: &str) -> KbsClient {
-    KbsClientBuilder::new(url)
-        .tee(Tee::Sample)
-        .build()
-        .unwrap()
+    KbsClientBuilder::new(url).tee(Tee::Sample).build().unwrap()
 }
 
 /// Sample evidence over a report_data that differs from the one asked for.

@@ -1,197 +1,15 @@
 //! Handler tests against a recording fake host (no root needed).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::*;
 use agent_protocol::types::*;
 use agent_protocol::{AgentDispatcher, AgentError, AgentRequest, AgentResponse, Code};
-use tokio::sync::oneshot;
 
-use crate::host::*;
-use crate::*;
-
-/// A fake process: after start, copies stdin to stdout (like `cat`) and exits 0 at stdin EOF;
-/// a signal ends it with 128 + signal.
-struct FakeProc {
-    start: Option<oneshot::Sender<()>>,
-    kill: Option<oneshot::Sender<i32>>,
-}
-
-#[derive(Default)]
-struct FakeHost {
-    calls: Mutex<Vec<String>>,
-    procs: Mutex<HashMap<i32, FakeProc>>,
-    inits: Mutex<HashMap<String, i32>>,
-    next_pid: Mutex<i32>,
-    oom: Mutex<HashMap<String, u64>>,
-    plans: Mutex<Vec<ContainerPlan>>,
-}
-
-impl FakeHost {
-    fn record(&self, s: String) {
-        self.calls.lock().unwrap().push(s);
-    }
-    fn calls(&self) -> Vec<String> {
-        self.calls.lock().unwrap().clone()
-    }
-    fn spawn(&self, started: bool) -> SpawnedProcess {
-        let pid = {
-            let mut n = self.next_pid.lock().unwrap();
-            *n += 1;
-            100 + *n
-        };
-        let (stdin_w, mut stdin_r) = tokio::io::duplex(64 * 1024);
-        let (mut stdout_w, stdout_r) = tokio::io::duplex(64 * 1024);
-        let (start_tx, start_rx) = oneshot::channel::<()>();
-        let (kill_tx, kill_rx) = oneshot::channel::<i32>();
-        let (exit_tx, exit_rx) = oneshot::channel();
-        tokio::spawn(async move {
-            let run = async {
-                if !started {
-                    let _ = start_rx.await;
-                }
-                let _ = tokio::io::copy(&mut stdin_r, &mut stdout_w).await;
-                0
-            };
-            let code = tokio::select! {
-                c = run => c,
-                Ok(sig) = kill_rx => 128 + sig,
-            };
-            let _ = exit_tx.send(code);
-        });
-        self.procs.lock().unwrap().insert(
-            pid,
-            FakeProc {
-                start: if started { None } else { Some(start_tx) },
-                kill: Some(kill_tx),
-            },
-        );
-        SpawnedProcess {
-            pid,
-            io: ProcessIo {
-                stdin: Some(Box::new(stdin_w)),
-                stdout: Some(Box::new(stdout_r)),
-                stderr: Some(Box::new(tokio::io::empty())),
-                tty: None,
-            },
-            exit: exit_rx,
-        }
-    }
-    fn kill(&self, pid: i32, sig: i32) {
-        if let Some(p) = self.procs.lock().unwrap().get_mut(&pid)
-            && let Some(k) = p.kill.take()
-        {
-            let _ = k.send(sig);
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl ContainerHost for FakeHost {
-    async fn create_container(&self, plan: ContainerPlan) -> Result<SpawnedProcess, HostError> {
-        self.record(format!(
-            "create {} sandbox_pid={:?}",
-            plan.container_id, plan.sandbox_init_pid
-        ));
-        let p = self.spawn(false);
-        self.inits
-            .lock()
-            .unwrap()
-            .insert(plan.container_id.clone(), p.pid);
-        self.plans.lock().unwrap().push(plan);
-        Ok(p)
-    }
-    async fn start_container(&self, cid: &str) -> Result<(), HostError> {
-        self.record(format!("start {cid}"));
-        let pid = self.inits.lock().unwrap()[cid];
-        if let Some(s) = self.procs.lock().unwrap().get_mut(&pid).unwrap().start.take() {
-            let _ = s.send(());
-        }
-        Ok(())
-    }
-    async fn exec_process(
-        &self,
-        cid: &str,
-        process: &oci_spec::runtime::Process,
-    ) -> Result<SpawnedProcess, HostError> {
-        self.record(format!("exec {cid} {:?}", process.args()));
-        Ok(self.spawn(true))
-    }
-    fn signal_process(&self, pid: i32, signal: i32) -> Result<(), HostError> {
-        self.record(format!("signal {pid} {signal}"));
-        self.kill(pid, signal);
-        Ok(())
-    }
-    fn signal_container(&self, cid: &str, signal: i32) -> Result<(), HostError> {
-        self.record(format!("signal-all {cid} {signal}"));
-        let pid = self.inits.lock().unwrap()[cid];
-        self.kill(pid, signal);
-        Ok(())
-    }
-    async fn stats(&self, cid: &str) -> Result<CgroupStats, HostError> {
-        self.record(format!("stats {cid}"));
-        Ok(CgroupStats {
-            pids_stats: Some(PidsStats {
-                current: 1,
-                limit: 0,
-            }),
-            ..Default::default()
-        })
-    }
-    async fn set_frozen(&self, cid: &str, frozen: bool) -> Result<(), HostError> {
-        self.record(format!("frozen {cid} {frozen}"));
-        Ok(())
-    }
-    async fn update_resources(
-        &self,
-        cid: &str,
-        r: &oci_spec::runtime::LinuxResources,
-    ) -> Result<(), HostError> {
-        let limit = r.memory().as_ref().and_then(|m| m.limit());
-        self.record(format!("update {cid} memory={limit:?}"));
-        Ok(())
-    }
-    async fn remove_container(&self, cid: &str) -> Result<(), HostError> {
-        self.record(format!("remove {cid}"));
-        Ok(())
-    }
-    fn oom_kill_count(&self, cid: &str) -> u64 {
-        self.oom.lock().unwrap().get(cid).copied().unwrap_or(0)
-    }
-    fn set_time(&self, sec: i64, usec: i64) -> Result<(), HostError> {
-        self.record(format!("time {sec}.{usec}"));
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct FakeImages {
-    calls: Mutex<Vec<String>>,
-}
-
-#[async_trait::async_trait]
-impl ImageService for FakeImages {
-    async fn pull(&self, image: &str, cid: &str, dest: &Path) -> Result<(), ImageError> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("pull {image} {cid} {}", dest.display()));
-        if image.ends_with("busybox") {
-            Ok(())
-        } else {
-            Err(ImageError::NotAvailable(format!(
-                "image pull is not available yet: cannot provide {image}"
-            )))
-        }
-    }
-    async fn release(&self, cid: &str, _dest: &Path) -> Result<(), ImageError> {
-        self.calls.lock().unwrap().push(format!("release {cid}"));
-        Ok(())
-    }
-}
+mod fake;
+use fake::{FakeHost, FakeImages};
 
 struct Rig {
     host: Arc<FakeHost>,
@@ -271,9 +89,10 @@ fn read_req(cid: &str, exec: &str, len: u32) -> ReadStreamRequest {
 async fn read_exact(d: &Dispatcher, cid: &str, exec: &str, n: usize) -> Vec<u8> {
     let mut got = Vec::new();
     while got.len() < n {
-        let AgentResponse::ReadStream(r) = call(d, AgentRequest::ReadStdout(read_req(cid, exec, 0)))
-            .await
-            .unwrap()
+        let AgentResponse::ReadStream(r) =
+            call(d, AgentRequest::ReadStdout(read_req(cid, exec, 0)))
+                .await
+                .unwrap()
         else {
             panic!("read")
         };
@@ -294,12 +113,18 @@ fn write_req(cid: &str, exec: &str, data: &[u8]) -> WriteStreamRequest {
 async fn container_lifecycle_through_the_dispatcher() {
     let r = rig();
     let d = allow(&r);
-    call(&d, AgentRequest::CreateContainer(create_req("pause", "docker.io/library/busybox")))
-        .await
-        .unwrap();
-    call(&d, AgentRequest::CreateContainer(create_req("c2", "cocoon-baked:busybox")))
-        .await
-        .unwrap();
+    call(
+        &d,
+        AgentRequest::CreateContainer(create_req("pause", "docker.io/library/busybox")),
+    )
+    .await
+    .unwrap();
+    call(
+        &d,
+        AgentRequest::CreateContainer(create_req("c2", "cocoon-baked:busybox")),
+    )
+    .await
+    .unwrap();
     let start = |cid: &str| {
         AgentRequest::StartContainer(StartContainerRequest {
             container_id: cid.into(),
@@ -310,9 +135,12 @@ async fn container_lifecycle_through_the_dispatcher() {
     let err = call(&d, start("c2")).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     // Stdin echoes through the fake `cat`.
-    let AgentResponse::WriteStream(w) =
-        call(&d, AgentRequest::WriteStdin(write_req("c2", "", b"hello\n"))).await.unwrap()
-    else {
+    let AgentResponse::WriteStream(w) = call(
+        &d,
+        AgentRequest::WriteStdin(write_req("c2", "", b"hello\n")),
+    )
+    .await
+    .unwrap() else {
         panic!()
     };
     assert_eq!(w.len, 6);
@@ -328,7 +156,9 @@ async fn container_lifecycle_through_the_dispatcher() {
         }),
         ..Default::default()
     };
-    call(&d, AgentRequest::ExecProcess(exec.clone())).await.unwrap();
+    call(&d, AgentRequest::ExecProcess(exec.clone()))
+        .await
+        .unwrap();
     let err = call(&d, AgentRequest::ExecProcess(exec)).await.unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
     call(
@@ -446,7 +276,10 @@ async fn container_lifecycle_through_the_dispatcher() {
         "signal-all pause 9",
         "remove pause",
     ] {
-        assert!(calls.iter().any(|c| c == needle), "{needle} not in {calls:?}");
+        assert!(
+            calls.iter().any(|c| c == needle),
+            "{needle} not in {calls:?}"
+        );
     }
     let images = r.images.calls.lock().unwrap().clone();
     assert_eq!(
@@ -483,18 +316,26 @@ async fn unknown_ids_are_not_found_and_bad_requests_touch_nothing() {
     ];
     for req in reqs {
         let name = req.rpc_name();
-        assert_eq!(call(&d, req).await.unwrap_err().code(), Code::NotFound, "{name}");
+        assert_eq!(
+            call(&d, req).await.unwrap_err().code(),
+            Code::NotFound,
+            "{name}"
+        );
     }
     // Host-shared rootfs, a Root.Path elsewhere, and an image we cannot pull.
     let mut shared = create_req("c1", "busybox");
     shared.storages[0].driver = "virtio-fs".into();
-    let err = call(&d, AgentRequest::CreateContainer(shared)).await.unwrap_err();
+    let err = call(&d, AgentRequest::CreateContainer(shared))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("virtio-fs"), "{}", err.message());
     let mut elsewhere = create_req("c1", "busybox");
     elsewhere.oci.as_mut().unwrap().root.as_mut().unwrap().path =
         "/run/kata-containers/shared/containers/c1/rootfs".into();
-    let err = call(&d, AgentRequest::CreateContainer(elsewhere)).await.unwrap_err();
+    let err = call(&d, AgentRequest::CreateContainer(elsewhere))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(r.images.calls.lock().unwrap().is_empty());
     let err = call(
@@ -504,15 +345,25 @@ async fn unknown_ids_are_not_found_and_bad_requests_touch_nothing() {
     .await
     .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("not available yet"), "{}", err.message());
+    assert!(
+        err.message().contains("not available yet"),
+        "{}",
+        err.message()
+    );
     assert!(r.host.calls().is_empty(), "{:?}", r.host.calls());
     // Now one container; an unknown exec id is NOT_FOUND.
-    call(&d, AgentRequest::CreateContainer(create_req("c1", "busybox")))
-        .await
-        .unwrap();
-    let err = call(&d, AgentRequest::CreateContainer(create_req("c1", "busybox")))
-        .await
-        .unwrap_err();
+    call(
+        &d,
+        AgentRequest::CreateContainer(create_req("c1", "busybox")),
+    )
+    .await
+    .unwrap();
+    let err = call(
+        &d,
+        AgentRequest::CreateContainer(create_req("c1", "busybox")),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
     let err = call(
         &d,
@@ -544,9 +395,12 @@ async fn unknown_ids_are_not_found_and_bad_requests_touch_nothing() {
 async fn read_length_is_capped() {
     let r = rig();
     let d = allow(&r);
-    call(&d, AgentRequest::CreateContainer(create_req("c", "busybox")))
-        .await
-        .unwrap();
+    call(
+        &d,
+        AgentRequest::CreateContainer(create_req("c", "busybox")),
+    )
+    .await
+    .unwrap();
     call(
         &d,
         AgentRequest::StartContainer(StartContainerRequest {
@@ -565,14 +419,15 @@ async fn read_length_is_capped() {
     });
     let mut total = 0;
     while total < 3 << 20 {
-        let AgentResponse::ReadStream(rs) = call(&d, AgentRequest::ReadStdout(read_req("c", "", u32::MAX)))
-            .await
-            .unwrap()
+        let AgentResponse::ReadStream(rs) =
+            call(&d, AgentRequest::ReadStdout(read_req("c", "", u32::MAX)))
+                .await
+                .unwrap()
         else {
             panic!()
         };
         assert!(!rs.data.is_empty());
-        assert!(rs.data.len() <= container::stdio::MAX_READ_BYTES);
+        assert!(rs.data.len() <= crate::container::stdio::MAX_READ_BYTES);
         total += rs.data.len();
     }
     assert_eq!(total, 3 << 20);
@@ -583,12 +438,16 @@ async fn read_length_is_capped() {
 async fn oom_events_long_poll_and_time() {
     let r = rig();
     let d = Arc::new(allow(&r));
-    call(&d, AgentRequest::CreateContainer(create_req("c", "busybox")))
-        .await
-        .unwrap();
+    call(
+        &d,
+        AgentRequest::CreateContainer(create_req("c", "busybox")),
+    )
+    .await
+    .unwrap();
     let d2 = d.clone();
     let poll = tokio::spawn(async move {
-        d2.dispatch(AgentRequest::GetOOMEvent(Default::default())).await
+        d2.dispatch(AgentRequest::GetOOMEvent(Default::default()))
+            .await
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!poll.is_finished(), "no OOM yet");
@@ -627,14 +486,18 @@ async fn oom_events_long_poll_and_time() {
 async fn health_version_details_and_destroy() {
     let r = rig();
     let d = allow(&r);
-    let resp = call(&d, AgentRequest::Check(Default::default())).await.unwrap();
+    let resp = call(&d, AgentRequest::Check(Default::default()))
+        .await
+        .unwrap();
     assert_eq!(
         resp,
         AgentResponse::HealthCheck(HealthCheckResponse {
             status: ServingStatus::Serving
         })
     );
-    let AgentResponse::Version(v) = call(&d, AgentRequest::Version(Default::default())).await.unwrap()
+    let AgentResponse::Version(v) = call(&d, AgentRequest::Version(Default::default()))
+        .await
+        .unwrap()
     else {
         panic!("version")
     };
@@ -643,12 +506,16 @@ async fn health_version_details_and_destroy() {
         mem_block_size: true,
         ..Default::default()
     };
-    let AgentResponse::GuestDetails(g) = call(&d, AgentRequest::GetGuestDetails(req)).await.unwrap()
+    let AgentResponse::GuestDetails(g) =
+        call(&d, AgentRequest::GetGuestDetails(req)).await.unwrap()
     else {
         panic!("details")
     };
     assert_eq!(g.mem_block_size_bytes, 128 << 20);
-    assert_eq!(g.agent_details.unwrap().storage_handlers, ["image_guest_pull"]);
+    assert_eq!(
+        g.agent_details.unwrap().storage_handlers,
+        ["image_guest_pull"]
+    );
     // CreateSandbox refuses host-shared storages, then works once.
     let mut cs = CreateSandboxRequest {
         sandbox_id: "sb".into(),
@@ -658,13 +525,20 @@ async fn health_version_details_and_destroy() {
         }],
         ..Default::default()
     };
-    let err = call(&d, AgentRequest::CreateSandbox(cs.clone())).await.unwrap_err();
+    let err = call(&d, AgentRequest::CreateSandbox(cs.clone()))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     cs.storages.clear();
-    call(&d, AgentRequest::CreateSandbox(cs.clone())).await.unwrap();
+    call(&d, AgentRequest::CreateSandbox(cs.clone()))
+        .await
+        .unwrap();
     assert_eq!(r.services.sandbox.sandbox_id().as_deref(), Some("sb"));
     assert_eq!(
-        call(&d, AgentRequest::CreateSandbox(cs)).await.unwrap_err().code(),
+        call(&d, AgentRequest::CreateSandbox(cs))
+            .await
+            .unwrap_err()
+            .code(),
         Code::AlreadyExists
     );
     // Networking without a network port: UNIMPLEMENTED.
@@ -673,9 +547,12 @@ async fn health_version_details_and_destroy() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
 
-    call(&d, AgentRequest::CreateContainer(create_req("c", "busybox")))
-        .await
-        .unwrap();
+    call(
+        &d,
+        AgentRequest::CreateContainer(create_req("c", "busybox")),
+    )
+    .await
+    .unwrap();
     let shutdown = r.services.sandbox.shutdown_requested();
     call(&d, AgentRequest::DestroySandbox(Default::default()))
         .await
@@ -713,7 +590,11 @@ async fn deny_all_sweep() {
         }
         let err = call(&d, req).await.unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{}", info.rpc);
-        assert!(err.message().contains(info.policy_rule), "{}", err.message());
+        assert!(
+            err.message().contains(info.policy_rule),
+            "{}",
+            err.message()
+        );
         n += 1;
     }
     assert_eq!(n, 44);
@@ -722,7 +603,10 @@ async fn deny_all_sweep() {
     assert!(r.services.containers.container_ids().is_empty());
     assert!(!r.services.copy_file.root().exists(), "CopyFile wrote");
     assert!(r.services.sandbox.sandbox_id().is_none());
-    assert!(r.services.sandbox.destroy(), "DestroySandbox must not have run");
+    assert!(
+        r.services.sandbox.destroy(),
+        "DestroySandbox must not have run"
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,387 @@
+//! The real [`ContainerHost`]: namespaces via `clone3`, a container-init helper (the agent
+//! binary re-executed), cgroup v2, pipes and ptys. Exits are collected by the one
+//! [`Reaper`]; nothing here calls `wait`.
+
+pub mod caps;
+pub mod cgroup;
+pub mod fdio;
+pub mod helper;
+pub mod plan;
+pub mod spawn;
+mod tty;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use agent_core::{ContainerHost, ContainerPlan, HostError, ProcessIo, SpawnedProcess};
+use agent_protocol::types::CgroupStats;
+use nix::unistd::pipe2;
+
+use self::cgroup::CgroupRoot;
+use self::fdio::FdStream;
+use self::plan::{HelperPlan, Setup};
+use self::spawn::{ChildFds, spawn_helper};
+use crate::reaper::Reaper;
+
+/// How long container setup may take before the helper is killed.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct HostContainer {
+    init_pid: i32,
+    /// Control socket of a created, not yet started init.
+    control: Option<UnixStream>,
+}
+
+/// Containers on this Linux system.
+pub struct LinuxHost {
+    reaper: Reaper,
+    cgroups: CgroupRoot,
+    containers: Mutex<HashMap<String, HostContainer>>,
+}
+
+struct Spawn {
+    pid: i32,
+    io: ProcessIo,
+    exit: tokio::sync::oneshot::Receiver<i32>,
+    control: UnixStream,
+}
+
+fn io_err(what: &str) -> impl FnOnce(nix::Error) -> HostError + '_ {
+    move |e| HostError::io(what, std::io::Error::from(e))
+}
+
+impl LinuxHost {
+    /// A host whose containers live below the cgroup directory `cgroup_root`.
+    pub fn new(reaper: Reaper, cgroup_root: impl Into<PathBuf>) -> Result<Self, HostError> {
+        Ok(LinuxHost {
+            reaper,
+            cgroups: CgroupRoot::open(cgroup_root)?,
+            containers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The cgroup root.
+    pub fn cgroup_root(&self) -> &std::path::Path {
+        self.cgroups.path()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, HashMap<String, HostContainer>> {
+        self.containers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn init_pid(&self, cid: &str) -> Result<i32, HostError> {
+        self.state()
+            .get(cid)
+            .map(|c| c.init_pid)
+            .ok_or_else(|| HostError::NotFound(format!("container {cid:?} not found")))
+    }
+
+    /// Starts the helper, moves it into the cgroup, hands it the plan and waits for `ok`.
+    async fn spawn(
+        &self,
+        cid: &str,
+        clone_flags: u64,
+        join_pid_ns_of: Option<i32>,
+        plan: &HelperPlan,
+        console: Option<(u16, u16)>,
+    ) -> Result<Spawn, HostError> {
+        let (child, io) = stdio(plan.process.terminal, console)?;
+        let (control, child_control) =
+            UnixStream::pair().map_err(|e| HostError::io("socketpair", e))?;
+        let fds = ChildFds {
+            stdin: child.0,
+            stdout: child.1,
+            stderr: child.2,
+            control: child_control.into(),
+        };
+        let pid = spawn_helper(clone_flags, join_pid_ns_of, &fds)
+            .map_err(|e| HostError::io("start container process", e))?;
+        drop(fds);
+        let exit = self.reaper.watch(pid);
+        let kill = || {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        };
+        if let Err(e) = self.cgroups.add(cid, pid) {
+            kill();
+            return Err(e);
+        }
+        let json = serde_json::to_vec(plan)
+            .map_err(|e| HostError::InvalidArgument(format!("encode plan: {e}")))?;
+        let answer = blocking_exchange(control, json).await;
+        match answer {
+            Ok((control, line)) if line == "ok" => Ok(Spawn {
+                pid,
+                io,
+                exit,
+                control,
+            }),
+            Ok((_, line)) => {
+                kill();
+                Err(helper_error(&line))
+            }
+            Err(e) => {
+                kill();
+                Err(e)
+            }
+        }
+    }
+}
+
+fn helper_error(line: &str) -> HostError {
+    match line.strip_prefix("err ") {
+        Some(msg) => HostError::InvalidArgument(format!("container setup failed: {msg}")),
+        None => HostError::FailedPrecondition("container process exited during setup".to_string()),
+    }
+}
+
+/// Sends the length-prefixed plan and reads one answer line (blocking, in a worker thread).
+async fn blocking_exchange(
+    mut control: UnixStream,
+    plan: Vec<u8>,
+) -> Result<(UnixStream, String), HostError> {
+    tokio::task::spawn_blocking(move || {
+        control
+            .set_read_timeout(Some(SETUP_TIMEOUT))
+            .map_err(|e| HostError::io("control socket", e))?;
+        let len = (plan.len() as u32).to_le_bytes();
+        control
+            .write_all(&len)
+            .and_then(|_| control.write_all(&plan))
+            .map_err(|e| HostError::io("send plan to container process", e))?;
+        let line = read_line(&mut control)?;
+        Ok((control, line))
+    })
+    .await
+    .map_err(|_| HostError::FailedPrecondition("setup task failed".into()))?
+}
+
+fn read_line(control: &mut UnixStream) -> Result<String, HostError> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match control.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) if line.len() < 4096 => line.push(byte[0]),
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return Err(HostError::Timeout("container setup timed out".into()));
+            }
+            Err(e) => return Err(HostError::io("read from container process", e)),
+        }
+    }
+    Ok(String::from_utf8_lossy(&line).into_owned())
+}
+
+/// Waits for EOF on the control socket (the exec happened) or an `err` line.
+async fn await_exec(mut control: UnixStream) -> Result<(), HostError> {
+    tokio::task::spawn_blocking(move || {
+        control
+            .set_read_timeout(Some(SETUP_TIMEOUT))
+            .map_err(|e| HostError::io("control socket", e))?;
+        let line = read_line(&mut control)?;
+        if line.is_empty() {
+            Ok(())
+        } else {
+            Err(helper_error(&line))
+        }
+    })
+    .await
+    .map_err(|_| HostError::FailedPrecondition("exec task failed".into()))?
+}
+
+type ChildStdio = (OwnedFd, OwnedFd, OwnedFd);
+
+fn stdio(
+    terminal: bool,
+    console: Option<(u16, u16)>,
+) -> Result<(ChildStdio, ProcessIo), HostError> {
+    if terminal {
+        return tty::open(console);
+    }
+    let flags = nix::fcntl::OFlag::O_CLOEXEC;
+    let (in_r, in_w) = pipe2(flags).map_err(io_err("pipe"))?;
+    let (out_r, out_w) = pipe2(flags).map_err(io_err("pipe"))?;
+    let (err_r, err_w) = pipe2(flags).map_err(io_err("pipe"))?;
+    let wrap = |fd| FdStream::new(fd).map_err(|e| HostError::io("register pipe", e));
+    let io = ProcessIo {
+        stdin: Some(Box::new(wrap(in_w)?)),
+        stdout: Some(Box::new(wrap(out_r)?)),
+        stderr: Some(Box::new(wrap(err_r)?)),
+        tty: None,
+    };
+    Ok(((in_r, out_w, err_w), io))
+}
+
+fn console_size(p: &oci_spec::runtime::Process) -> Option<(u16, u16)> {
+    p.console_size()
+        .as_ref()
+        .map(|b| (b.height() as u16, b.width() as u16))
+}
+
+#[async_trait::async_trait]
+impl ContainerHost for LinuxHost {
+    async fn create_container(&self, plan: ContainerPlan) -> Result<SpawnedProcess, HostError> {
+        let cid = plan.container_id.as_str();
+        let spec = &plan.spec;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| HostError::InvalidArgument("spec has no process".into()))?;
+        let ns = plan::namespaces(spec);
+        let setup = plan::container_setup(
+            spec,
+            &plan.rootfs.display().to_string(),
+            ns,
+            plan.sandbox_init_pid,
+        )
+        .map_err(HostError::InvalidArgument)?;
+        let helper_plan = HelperPlan {
+            setup: Setup::Create(setup),
+            process: plan::process_plan(process).map_err(HostError::InvalidArgument)?,
+        };
+        let mut flags = libc::CLONE_NEWNS as u64;
+        if ns.pid {
+            flags |= libc::CLONE_NEWPID as u64;
+        }
+        if plan.sandbox_init_pid.is_none() {
+            if ns.ipc {
+                flags |= libc::CLONE_NEWIPC as u64;
+            }
+            if ns.uts {
+                flags |= libc::CLONE_NEWUTS as u64;
+            }
+        }
+        let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+        self.cgroups.create(cid, resources)?;
+        let spawned = self
+            .spawn(cid, flags, None, &helper_plan, console_size(process))
+            .await;
+        let s = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.cgroups.remove(cid).await;
+                return Err(e);
+            }
+        };
+        self.state().insert(
+            cid.to_string(),
+            HostContainer {
+                init_pid: s.pid,
+                control: Some(s.control),
+            },
+        );
+        Ok(SpawnedProcess {
+            pid: s.pid,
+            io: s.io,
+            exit: s.exit,
+        })
+    }
+
+    async fn start_container(&self, cid: &str) -> Result<(), HostError> {
+        let mut control = self
+            .state()
+            .get_mut(cid)
+            .ok_or_else(|| HostError::NotFound(format!("container {cid:?} not found")))?
+            .control
+            .take()
+            .ok_or_else(|| {
+                HostError::FailedPrecondition(format!("container {cid:?} was already started"))
+            })?;
+        control
+            .write_all(&[1])
+            .map_err(|e| HostError::io("start container", e))?;
+        await_exec(control).await
+    }
+
+    async fn exec_process(
+        &self,
+        cid: &str,
+        process: &oci_spec::runtime::Process,
+    ) -> Result<SpawnedProcess, HostError> {
+        let init_pid = self.init_pid(cid)?;
+        let helper_plan = HelperPlan {
+            setup: Setup::Exec { init_pid },
+            process: plan::process_plan(process).map_err(HostError::InvalidArgument)?,
+        };
+        let s = self
+            .spawn(cid, 0, Some(init_pid), &helper_plan, console_size(process))
+            .await?;
+        let pid = s.pid;
+        if let Err(e) = await_exec(s.control).await {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return Err(e);
+        }
+        Ok(SpawnedProcess {
+            pid,
+            io: s.io,
+            exit: s.exit,
+        })
+    }
+
+    fn signal_process(&self, pid: i32, signal: i32) -> Result<(), HostError> {
+        // SAFETY: kill(2) with integer arguments.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                return Err(HostError::FailedPrecondition(
+                    "the process has exited".into(),
+                ));
+            }
+            return Err(HostError::io("signal process", e));
+        }
+        Ok(())
+    }
+
+    fn signal_container(&self, cid: &str, signal: i32) -> Result<(), HostError> {
+        let init = self.init_pid(cid)?;
+        // The init first (it may not be in the cgroup listing yet if it is just exiting).
+        // SAFETY: kill(2) with integer arguments.
+        unsafe { libc::kill(init, signal) };
+        self.cgroups.signal_all(cid, signal)
+    }
+
+    async fn stats(&self, cid: &str) -> Result<CgroupStats, HostError> {
+        self.init_pid(cid)?;
+        self.cgroups.stats(cid)
+    }
+
+    async fn set_frozen(&self, cid: &str, frozen: bool) -> Result<(), HostError> {
+        self.init_pid(cid)?;
+        self.cgroups.set_frozen(cid, frozen).await
+    }
+
+    async fn update_resources(
+        &self,
+        cid: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<(), HostError> {
+        self.init_pid(cid)?;
+        self.cgroups.update(cid, resources)
+    }
+
+    async fn remove_container(&self, cid: &str) -> Result<(), HostError> {
+        self.state().remove(cid);
+        self.cgroups.remove(cid).await
+    }
+
+    fn oom_kill_count(&self, cid: &str) -> u64 {
+        self.cgroups.oom_kills(cid)
+    }
+
+    fn set_time(&self, sec: i64, usec: i64) -> Result<(), HostError> {
+        let ts = nix::sys::time::TimeSpec::new(sec, usec * 1000);
+        nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts)
+            .map_err(io_err("set the guest clock"))
+    }
+}

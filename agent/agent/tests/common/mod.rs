@@ -1,0 +1,399 @@
+//! The container scenario shared by the host test (`tests/host_lifecycle.rs`) and the guest
+//! test (`tests/tests/agent_guest.rs` of cocoon-tests includes this file by path).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use agent_protocol::types::*;
+use agent_protocol::{AgentClient, ClientError, Code};
+
+/// Builds a busybox rootfs (static /usr/bin/busybox + applet symlinks) in `dest`.
+pub fn busybox_tree(dest: &Path) {
+    let bin = dest.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for d in ["proc", "dev", "sys", "tmp", "etc", "root", "usr/bin"] {
+        std::fs::create_dir_all(dest.join(d)).unwrap();
+    }
+    std::fs::copy("/usr/bin/busybox", bin.join("busybox")).unwrap();
+    let list = std::process::Command::new("/usr/bin/busybox")
+        .arg("--list")
+        .output()
+        .unwrap();
+    for applet in String::from_utf8(list.stdout).unwrap().lines() {
+        let link = bin.join(applet);
+        if applet != "busybox" && std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink("busybox", &link).unwrap();
+        }
+    }
+    std::fs::write(dest.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(dest.join("etc/group"), "root:x:0:\n").unwrap();
+}
+
+fn mount(dest: &str, kind: &str, source: &str, options: &[&str]) -> Mount {
+    Mount {
+        destination: dest.into(),
+        source: source.into(),
+        kind: kind.into(),
+        options: options.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// A busybox process.
+pub fn process(args: &[&str], terminal: bool) -> Process {
+    Process {
+        terminal,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        env: vec!["PATH=/bin:/usr/bin".into(), "HOME=/root".into()],
+        cwd: "/".into(),
+        user: Some(User::default()),
+        ..Default::default()
+    }
+}
+
+/// CreateContainer for a busybox container named `cid` from `image`.
+pub fn create_req(cid: &str, image: &str, args: &[&str]) -> CreateContainerRequest {
+    let root = format!("/run/kata-containers/{cid}/rootfs");
+    let ns = |k: &str| LinuxNamespace {
+        kind: k.into(),
+        path: String::new(),
+    };
+    CreateContainerRequest {
+        container_id: cid.into(),
+        storages: vec![Storage {
+            driver: "image_guest_pull".into(),
+            source: image.into(),
+            mount_point: root.clone(),
+            ..Default::default()
+        }],
+        oci: Some(Spec {
+            version: "1.1.0".into(),
+            hostname: "pod".into(),
+            process: Some(process(args, false)),
+            root: Some(Root {
+                path: root,
+                readonly: false,
+            }),
+            mounts: vec![
+                mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+                mount(
+                    "/dev",
+                    "tmpfs",
+                    "tmpfs",
+                    &["nosuid", "strictatime", "mode=755", "size=65536k"],
+                ),
+                mount(
+                    "/dev/pts",
+                    "devpts",
+                    "devpts",
+                    &[
+                        "nosuid",
+                        "noexec",
+                        "newinstance",
+                        "ptmxmode=0666",
+                        "mode=0620",
+                    ],
+                ),
+                mount(
+                    "/dev/shm",
+                    "tmpfs",
+                    "shm",
+                    &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+                ),
+                mount(
+                    "/sys",
+                    "sysfs",
+                    "sysfs",
+                    &["nosuid", "noexec", "nodev", "ro"],
+                ),
+            ],
+            linux: Some(Linux {
+                namespaces: vec![ns("pid"), ns("ipc"), ns("uts"), ns("mount"), ns("network")],
+                masked_paths: vec!["/proc/kcore".into()],
+                readonly_paths: vec!["/proc/sys".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Reads a stream until `needle` appears (or EOF / timeout); returns everything read.
+pub async fn read_until(
+    c: &AgentClient,
+    cid: &str,
+    exec: &str,
+    stderr: bool,
+    needle: &str,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let c = c.with_long_poll_timeout(Some(Duration::from_secs(30)));
+    let mut out = Vec::new();
+    while !String::from_utf8_lossy(&out).contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {needle:?}; got {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        let req = ReadStreamRequest {
+            container_id: cid.into(),
+            exec_id: exec.into(),
+            len: 32 * 1024,
+        };
+        let r = if stderr {
+            c.read_stderr(req).await
+        } else {
+            c.read_stdout(req).await
+        };
+        match r {
+            Ok(r) => out.extend(r.data),
+            Err(e) if e.code() == Code::OutOfRange => break,
+            Err(e) => panic!("read {cid}/{exec}: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Waits for a process.
+pub async fn wait(c: &AgentClient, cid: &str, exec: &str) -> i32 {
+    c.with_long_poll_timeout(Some(Duration::from_secs(60)))
+        .wait_process(WaitProcessRequest {
+            container_id: cid.into(),
+            exec_id: exec.into(),
+        })
+        .await
+        .unwrap()
+        .status
+}
+
+/// Starts an exec'd process.
+pub async fn exec(c: &AgentClient, cid: &str, exec_id: &str, args: &[&str], tty: bool) {
+    c.exec_process(ExecProcessRequest {
+        container_id: cid.into(),
+        exec_id: exec_id.into(),
+        process: Some(process(args, tty)),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("exec {args:?}: {e}"));
+}
+
+/// Writes to stdin.
+pub async fn write(c: &AgentClient, cid: &str, exec: &str, data: &[u8]) {
+    let r = c
+        .write_stdin(WriteStreamRequest {
+            container_id: cid.into(),
+            exec_id: exec.into(),
+            data: data.to_vec(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.len as usize, data.len());
+}
+
+fn code(r: Result<(), ClientError>) -> Code {
+    r.err().map(|e| e.code()).unwrap_or(Code::Ok)
+}
+
+/// The lifecycle scenario: a busybox pod container (`cat`), a second container joining the
+/// pod's UTS namespace, execs with stdout/stderr/exit codes, SIGKILL (137), a tty resize seen
+/// by `stty size`, stats, pause/resume, malformed CopyFile, removal. `image` names the baked
+/// busybox rootfs.
+pub async fn lifecycle(c: &AgentClient, image: &str) {
+    c.create_sandbox(CreateSandboxRequest {
+        sandbox_id: "sb".into(),
+        hostname: "pod".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // The pod container: prints its hostname, then echoes stdin.
+    c.create_container(create_req(
+        "pod",
+        image,
+        &["sh", "-c", "echo hello from $(hostname); exec cat"],
+    ))
+    .await
+    .unwrap();
+    let start = || StartContainerRequest {
+        container_id: "pod".into(),
+    };
+    c.start_container(start()).await.unwrap();
+    assert_eq!(
+        code(c.start_container(start()).await),
+        Code::FailedPrecondition,
+        "double start"
+    );
+    let hello = read_until(c, "pod", "", false, "hello from pod\n").await;
+    assert_eq!(hello, "hello from pod\n");
+    write(c, "pod", "", b"ping 1\n").await;
+    assert_eq!(
+        read_until(c, "pod", "", false, "ping 1\n").await,
+        "ping 1\n"
+    );
+
+    // Exec: stdout, stderr and the exit code.
+    exec(
+        c,
+        "pod",
+        "e1",
+        &["sh", "-c", "echo out-$((6*7)); echo err-line >&2; exit 3"],
+        false,
+    )
+    .await;
+    assert_eq!(
+        read_until(c, "pod", "e1", false, "out-42\n").await,
+        "out-42\n"
+    );
+    assert_eq!(
+        read_until(c, "pod", "e1", true, "err-line\n").await,
+        "err-line\n"
+    );
+    assert_eq!(wait(c, "pod", "e1").await, 3);
+    assert_eq!(wait(c, "pod", "e1").await, 3, "wait after exit");
+
+    // SIGKILL gives 137.
+    exec(c, "pod", "sleeper", &["sleep", "1000"], false).await;
+    c.signal_process(SignalProcessRequest {
+        container_id: "pod".into(),
+        exec_id: "sleeper".into(),
+        signal: 9,
+    })
+    .await
+    .unwrap();
+    assert_eq!(wait(c, "pod", "sleeper").await, 137);
+    // Unknown ids.
+    let err = c
+        .wait_process(WaitProcessRequest {
+            container_id: "pod".into(),
+            exec_id: "ghost".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // A terminal: resize, then `stty size` sees it.
+    exec(c, "pod", "tty", &["sh", "-c", "read x; stty size"], true).await;
+    c.tty_win_resize(TtyWinResizeRequest {
+        container_id: "pod".into(),
+        exec_id: "tty".into(),
+        row: 33,
+        column: 101,
+    })
+    .await
+    .unwrap();
+    write(c, "pod", "tty", b"go\n").await;
+    let out = read_until(c, "pod", "tty", false, "33 101").await;
+    assert!(out.contains("33 101"), "{out:?}");
+    assert_eq!(wait(c, "pod", "tty").await, 0);
+
+    // Stats.
+    let stats = c
+        .stats_container(StatsContainerRequest {
+            container_id: "pod".into(),
+        })
+        .await
+        .unwrap();
+    let cpu = stats
+        .cgroup_stats
+        .as_ref()
+        .unwrap()
+        .cpu_stats
+        .as_ref()
+        .unwrap();
+    assert!(cpu.cpu_usage.as_ref().unwrap().total_usage > 0, "{stats:?}");
+
+    // Pause: the echo stops; resume: it arrives.
+    c.pause_container(PauseContainerRequest {
+        container_id: "pod".into(),
+    })
+    .await
+    .unwrap();
+    write(c, "pod", "", b"while paused\n").await;
+    let early = c
+        .with_long_poll_timeout(Some(Duration::from_millis(700)))
+        .read_stdout(ReadStreamRequest {
+            container_id: "pod".into(),
+            exec_id: String::new(),
+            len: 1024,
+        })
+        .await;
+    assert!(
+        early
+            .as_ref()
+            .is_err_and(|e| e.code() == Code::DeadlineExceeded),
+        "paused container answered: {early:?}"
+    );
+    // Let the agent's side of that read reach its deadline too (a read still pending in the
+    // agent would take the data after resume for a caller who gave up).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.resume_container(ResumeContainerRequest {
+        container_id: "pod".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        read_until(c, "pod", "", false, "while paused\n").await,
+        "while paused\n"
+    );
+
+    // A second container joins the pod's UTS namespace.
+    c.create_container(create_req("c2", image, &["hostname"]))
+        .await
+        .unwrap();
+    c.start_container(StartContainerRequest {
+        container_id: "c2".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(read_until(c, "c2", "", false, "\n").await, "pod\n");
+    assert_eq!(wait(c, "c2", "").await, 0);
+
+    // Malformed requests: clear errors, the agent keeps serving.
+    for path in [
+        "/run/../etc/shadow",
+        "/etc/shadow",
+        "/run/kata-containers/shared/a/../../x",
+    ] {
+        let err = c
+            .copy_file(CopyFileRequest {
+                path: path.into(),
+                file_mode: 0o100_644,
+                file_size: 1,
+                data: b"x".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{path}: {err}");
+    }
+    let mut shared = create_req("bad", image, &["true"]);
+    shared.storages[0].driver = "virtio-fs".into();
+    let err = c.create_container(shared).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.to_string().contains("virtio-fs"), "{err}");
+    let err = c
+        .create_container(create_req("bad", "quay.io/org/app:1", &["true"]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not available yet"), "{err}");
+
+    // Remove: the running pod container is killed.
+    for cid in ["c2", "pod"] {
+        c.remove_container(RemoveContainerRequest {
+            container_id: cid.into(),
+            timeout: 10,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("remove {cid}: {e}"));
+    }
+    let err = c
+        .start_container(StartContainerRequest {
+            container_id: "pod".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    c.check(CheckRequest::default()).await.unwrap();
+}

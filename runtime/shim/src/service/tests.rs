@@ -1,0 +1,375 @@
+//! Task service against an in-process fake agent served over a real ttRPC Unix socket.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Mutex as StdMutex;
+use std::time::Duration;
+
+use agent_protocol::types::{ReadStreamResponse, WaitProcessResponse};
+use agent_protocol::{AgentDispatcher, AgentError, AgentRequest, AgentResponse};
+use runtime_core::ports::VmProcesses;
+
+use super::*;
+
+/// Records requests; the init process prints "hi\n" and exits with `exit_code`, or with
+/// 128+signal when signalled.
+struct FakeAgent {
+    log: StdMutex<Vec<AgentRequest>>,
+    exit: watch::Sender<Option<i32>>,
+    printed: StdMutex<bool>,
+    exit_code: i32,
+}
+
+#[async_trait::async_trait]
+impl AgentDispatcher for FakeAgent {
+    async fn dispatch(&self, req: AgentRequest) -> Result<AgentResponse, AgentError> {
+        self.log.lock().unwrap().push(req.clone());
+        match req {
+            AgentRequest::StartContainer(_) => {
+                self.exit.send_replace(Some(self.exit_code));
+                Ok(AgentResponse::Empty)
+            }
+            AgentRequest::WaitProcess(_) => {
+                let mut rx = self.exit.subscribe();
+                let code = loop {
+                    if let Some(c) = *rx.borrow_and_update() {
+                        break c;
+                    }
+                    rx.changed()
+                        .await
+                        .map_err(|_| AgentError::internal("gone"))?;
+                };
+                Ok(AgentResponse::WaitProcess(WaitProcessResponse {
+                    status: code,
+                }))
+            }
+            AgentRequest::ReadStdout(r) => {
+                assert!(r.len <= 32 * 1024, "reads are capped at 32 KiB");
+                let mut printed = self.printed.lock().unwrap();
+                let data = if *printed { vec![] } else { b"hi\n".to_vec() };
+                *printed = true;
+                Ok(AgentResponse::ReadStream(ReadStreamResponse { data }))
+            }
+            AgentRequest::ReadStderr(_) => {
+                Ok(AgentResponse::ReadStream(ReadStreamResponse::default()))
+            }
+            AgentRequest::SignalProcess(s) => {
+                self.exit.send_replace(Some(128 + s.signal as i32));
+                Ok(AgentResponse::Empty)
+            }
+            AgentRequest::CreateContainer(_)
+            | AgentRequest::RemoveContainer(_)
+            | AgentRequest::PauseContainer(_)
+            | AgentRequest::ResumeContainer(_)
+            | AgentRequest::DestroySandbox(_) => Ok(AgentResponse::Empty),
+            other => Err(AgentError::unimplemented(other.rpc_name())),
+        }
+    }
+}
+
+struct FakeVm {
+    client: AgentClient,
+    stop: tokio::sync::oneshot::Sender<()>,
+    stopped: Arc<StdMutex<u32>>,
+}
+
+#[async_trait::async_trait]
+impl Vm for FakeVm {
+    fn agent(&self) -> AgentClient {
+        self.client.clone()
+    }
+    fn processes(&self) -> VmProcesses {
+        VmProcesses::default()
+    }
+    async fn stop(self: Box<Self>) -> Result<(), VmmError> {
+        *self.stopped.lock().unwrap() += 1;
+        let _ = self.stop.send(());
+        Ok(())
+    }
+}
+
+struct FakeVmm {
+    agent: Arc<FakeAgent>,
+    dir: PathBuf,
+    boots: StdMutex<Vec<VmRequest>>,
+    stopped: Arc<StdMutex<u32>>,
+}
+
+#[async_trait::async_trait]
+impl Vmm for FakeVmm {
+    async fn boot(&self, req: VmRequest) -> Result<Box<dyn Vm>, VmmError> {
+        let sock = self.dir.join(format!("{}.sock", req.sandbox_id));
+        let addr = format!("unix://{}", sock.display());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let dispatcher: Arc<dyn AgentDispatcher> = self.agent.clone();
+        let a = addr.clone();
+        tokio::spawn(async move {
+            let _ = agent_protocol::serve(&a, dispatcher, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        for _ in 0..200 {
+            if sock.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let client = AgentClient::connect(&addr)
+            .await
+            .map_err(|e| VmmError(e.to_string()))?;
+        self.boots.lock().unwrap().push(req);
+        Ok(Box::new(FakeVm {
+            client,
+            stop: tx,
+            stopped: self.stopped.clone(),
+        }))
+    }
+}
+
+#[derive(Default)]
+struct Events(StdMutex<Vec<TaskEvent>>);
+
+#[async_trait::async_trait]
+impl EventSink for Events {
+    async fn publish(&self, event: TaskEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    vmm: Arc<FakeVmm>,
+    events: Arc<Events>,
+    service: Arc<TaskService>,
+    agent: Arc<FakeAgent>,
+}
+
+fn fixture(exit_code: i32) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Arc::new(FakeAgent {
+        log: StdMutex::new(Vec::new()),
+        exit: watch::channel(None).0,
+        printed: StdMutex::new(false),
+        exit_code,
+    });
+    let vmm = Arc::new(FakeVmm {
+        agent: agent.clone(),
+        dir: dir.path().to_path_buf(),
+        boots: StdMutex::new(Vec::new()),
+        stopped: Arc::new(StdMutex::new(0)),
+    });
+    let events = Arc::new(Events::default());
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../config/configs/configuration-qemu-coco-dev.toml")
+        .display()
+        .to_string();
+    let env = Arc::new(move |k: &str| (k == "COCOON_CONFIG").then(|| cfg.clone()));
+    let service = TaskService::new(
+        vmm.clone(),
+        events.clone(),
+        env,
+        "unix:///x".into(),
+        Arc::new(Notify::new()),
+    );
+    Fixture {
+        dir,
+        vmm,
+        events,
+        service,
+        agent,
+    }
+}
+
+fn bundle(f: &Fixture, id: &str, annotations: serde_json::Value) -> PathBuf {
+    let b = f.dir.path().join(id);
+    std::fs::create_dir(&b).unwrap();
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"args": ["echo", "hi"], "cwd": "/"},
+        "root": {"path": "rootfs"},
+        "annotations": annotations,
+    });
+    std::fs::write(b.join("config.json"), spec.to_string()).unwrap();
+    b
+}
+
+fn params(id: &str, bundle: PathBuf, stdout: &Path) -> CreateParams {
+    CreateParams {
+        id: id.into(),
+        bundle,
+        stdio: Stdio {
+            stdout: stdout.display().to_string(),
+            ..Default::default()
+        },
+        config_path: None,
+    }
+}
+
+#[tokio::test]
+async fn standalone_container_runs_and_its_exit_propagates() {
+    let f = fixture(3);
+    let b = bundle(
+        &f,
+        "c1",
+        serde_json::json!({"io.cocoon.image": "docker.io/library/busybox:1"}),
+    );
+    let out = f.dir.path().join("c1.out");
+    f.service
+        .create(params("c1", b.clone(), &out))
+        .await
+        .unwrap();
+    assert_eq!(f.vmm.boots.lock().unwrap().len(), 1);
+    assert!(
+        b.join(RECORD_FILE).is_file(),
+        "crash-cleanup record written"
+    );
+    assert_eq!(
+        f.service.state("c1", "").await.unwrap().status,
+        Status::Created
+    );
+    f.service.start("c1", "").await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(5), f.service.wait("c1", ""))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.status, 3);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "hi\n",
+        "output complete before exit"
+    );
+    // The agent saw the guest-pull storage and the guest rootfs path.
+    let created = f.agent.log.lock().unwrap().iter().find_map(|r| match r {
+        AgentRequest::CreateContainer(c) => Some(c.clone()),
+        _ => None,
+    });
+    let c = created.unwrap();
+    assert_eq!(c.storages[0].driver, "image_guest_pull");
+    assert_eq!(c.storages[0].source, "docker.io/library/busybox:1");
+    assert_eq!(
+        c.oci.unwrap().root.unwrap().path,
+        "/run/kata-containers/c1/rootfs"
+    );
+
+    let (_, e) = f.service.delete("c1", "").await.unwrap();
+    assert_eq!(e.unwrap().status, 3);
+    assert_eq!(
+        *f.vmm.stopped.lock().unwrap(),
+        1,
+        "VM stopped with its container"
+    );
+    assert!(!b.join(RECORD_FILE).exists());
+    assert!(f.service.is_empty().await);
+    let topics: Vec<&str> = f
+        .events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.topic())
+        .collect();
+    assert_eq!(
+        topics,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn pod_containers_share_one_vm_and_kill_propagates() {
+    let f = fixture(0);
+    let sb = bundle(
+        &f,
+        "pod1",
+        serde_json::json!({"io.kubernetes.cri.container-type": "sandbox", "io.kubernetes.cri.sandbox-id": "pod1"}),
+    );
+    let out = f.dir.path().join("out");
+    f.service.create(params("pod1", sb, &out)).await.unwrap();
+    let wb = bundle(
+        &f,
+        "w1",
+        serde_json::json!({"io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri.sandbox-id": "pod1", "io.kubernetes.cri.image-name": "docker.io/x/y:1"}),
+    );
+    f.service.create(params("w1", wb, &out)).await.unwrap();
+    assert_eq!(f.vmm.boots.lock().unwrap().len(), 1, "one VM per pod");
+    let e = f.service.kill("w1", "", 9).await;
+    assert!(e.is_ok(), "killing a created task ends it");
+    assert_eq!(f.service.wait("w1", "").await.unwrap().status, 137);
+    assert!(
+        f.service.kill("w1", "", 9).await.is_err(),
+        "second kill: not found"
+    );
+    f.service.delete("w1", "").await.unwrap();
+    assert_eq!(
+        *f.vmm.stopped.lock().unwrap(),
+        0,
+        "workload delete keeps the VM"
+    );
+    // Deleting a running sandbox is refused.
+    f.service.start("pod1", "").await.unwrap();
+    f.service.wait("pod1", "").await.unwrap();
+    f.service.delete("pod1", "").await.unwrap();
+    assert_eq!(*f.vmm.stopped.lock().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn forbidden_annotation_fails_create_before_any_boot() {
+    let f = fixture(0);
+    for (id, key, value) in [
+        (
+            "c1",
+            "io.katacontainers.config.hypervisor.path",
+            "/tmp/evil-qemu",
+        ),
+        ("c2", "io.katacontainers.config_path", "/tmp/evil.toml"),
+    ] {
+        let b = bundle(
+            &f,
+            id,
+            serde_json::json!({"io.cocoon.image": "x", key: value}),
+        );
+        let err = f
+            .service
+            .create(params(id, b, Path::new("/dev/null")))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(key), "{err}");
+        assert!(
+            matches!(
+                err,
+                ServiceError::Core(CoreError::ForbiddenAnnotation { .. })
+            ),
+            "{err}"
+        );
+    }
+    let b = bundle(&f, "c3", serde_json::json!({}));
+    let err = f
+        .service
+        .create(params("c3", b, Path::new("/dev/null")))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("io.cocoon.image"), "{err}");
+    assert!(
+        f.vmm.boots.lock().unwrap().is_empty(),
+        "no VM booted for a refused container"
+    );
+    let orphan = bundle(
+        &f,
+        "w9",
+        serde_json::json!({"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": "nope", "io.cocoon.image": "x"}),
+    );
+    let err = f
+        .service
+        .create(params("w9", orphan, Path::new("/dev/null")))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("sandbox \"nope\" not found"),
+        "{err}"
+    );
+}

@@ -1,0 +1,318 @@
+//! The agent's container scenario in the TCG guest over hybrid vsock, the agent-channel
+//! stress test (ADR input), and the in-guest benchmark (ignored by default).
+//!
+//! Needs a guest image whose initrd carries the busybox rootfs at /opt/cocoon/rootfs/busybox
+//! (`cocoon guest build --extra-tree /opt/cocoon/rootfs/busybox=<tree>`), e.g.
+//! `COCOON_GUEST_DIR=/work/agent-guest/guest`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../agent/agent/tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use agent_protocol::types::*;
+use agent_protocol::{AgentClient, Code};
+use cocoon_tests::{coco_dev_config, guest_dir};
+use runtime_qemu::sandbox::{BootOptions, Sandbox};
+use runtime_qemu::vsock::AgentEndpoint;
+use sha2::{Digest, Sha256};
+
+const IMAGE: &str = "cocoon-baked:busybox";
+
+async fn boot(id: &str) -> Option<(tempfile::TempDir, Sandbox)> {
+    let guest = guest_dir()?;
+    if !guest.join("manifest.json").is_file() {
+        return None;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let cfg = coco_dev_config(&guest, state.path());
+    let opts = BootOptions {
+        id: id.into(),
+        ..Default::default()
+    };
+    let sb = Sandbox::boot(&cfg, &opts, runtime_qemu::host::kvm_usable())
+        .await
+        .unwrap();
+    Some((state, sb))
+}
+
+/// A new ttRPC connection to the sandbox's agent (hybrid vsock only).
+async fn new_connection(sb: &Sandbox) -> AgentClient {
+    match sb.endpoint() {
+        AgentEndpoint::Hybrid { uds, port } => {
+            let s = runtime_qemu::vsock::connect_with_retry(
+                uds,
+                *port,
+                Duration::from_secs(10),
+                || None,
+            )
+            .await
+            .unwrap();
+            AgentClient::from_tokio_unix_stream(s).unwrap()
+        }
+        AgentEndpoint::Vsock { cid, port } => {
+            AgentClient::connect(&format!("vsock://{cid}:{port}"))
+                .await
+                .unwrap()
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busybox_containers_in_the_guest() {
+    let Some((_state, sb)) = boot("agent-life").await else {
+        return;
+    };
+    let c = sb.agent().with_timeout(Some(Duration::from_secs(60)));
+    common::lifecycle(&c, IMAGE).await;
+    sb.shutdown().await.unwrap();
+}
+
+/// Deterministic incompressible bytes.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Streams `total` bytes through `cat` (exec `exec_id` in `cid`) with WriteStdin chunks of
+/// `chunk` while reading ReadStdout (`read_len`) concurrently; returns the elapsed time or
+/// a description of the stall.
+async fn pump_through_cat(
+    c: &AgentClient,
+    cid: &str,
+    exec_id: &str,
+    total: usize,
+    chunk: usize,
+    read_len: u32,
+    limit: Duration,
+) -> Result<Duration, String> {
+    common::exec(c, cid, exec_id, &["cat"], false).await;
+    let data = pattern(exec_id.len() as u64 * 7919 + total as u64, total);
+    let want = Sha256::digest(&data);
+    let started = Instant::now();
+    let writer = async {
+        for part in data.chunks(chunk) {
+            common::write(c, cid, exec_id, part).await;
+        }
+        c.close_stdin(CloseStdinRequest {
+            container_id: cid.into(),
+            exec_id: exec_id.into(),
+        })
+        .await
+        .unwrap();
+    };
+    let reader = async {
+        let mut h = Sha256::new();
+        let mut n = 0usize;
+        loop {
+            let r = c
+                .read_stdout(ReadStreamRequest {
+                    container_id: cid.into(),
+                    exec_id: exec_id.into(),
+                    len: read_len,
+                })
+                .await;
+            match r {
+                Ok(r) => {
+                    n += r.data.len();
+                    h.update(&r.data);
+                }
+                Err(e) if e.code() == Code::OutOfRange => break,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        (n, h.finalize())
+    };
+    let both = async { tokio::join!(writer, reader).1 };
+    match tokio::time::timeout(limit, both).await {
+        Ok((n, got)) => {
+            assert_eq!(n, total, "byte count");
+            assert_eq!(got, want, "sha256 of the echoed stream");
+            assert_eq!(common::wait(c, cid, exec_id).await, 0);
+            Ok(started.elapsed())
+        }
+        Err(_) => Err(format!("stalled after {:?}", started.elapsed())),
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The agent channel under full-duplex load: 32 MiB through `cat` over one ttRPC
+/// connection per run (5 runs), then several concurrent `cat`s. Reports stalls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_channel_full_duplex_stress() {
+    let Some((_state, sb)) = boot("agent-stress").await else {
+        return;
+    };
+    let c = sb.agent().with_timeout(Some(Duration::from_secs(60)));
+    c.create_container(common::create_req("pod", IMAGE, &["sleep", "100000"]))
+        .await
+        .unwrap();
+    c.start_container(StartContainerRequest {
+        container_id: "pod".into(),
+    })
+    .await
+    .unwrap();
+    let mib = env_usize("COCOON_STRESS_MIB", 32);
+    let runs = env_usize("COCOON_STRESS_RUNS", 5);
+    let chunk = env_usize("COCOON_STRESS_CHUNK_KIB", 256) * 1024;
+    let read_len = (env_usize("COCOON_STRESS_READ_KIB", 1024) * 1024) as u32;
+    let limit = Duration::from_secs(env_usize("COCOON_STRESS_LIMIT_S", 180) as u64);
+    let mut stalls = Vec::new();
+    for run in 0..runs {
+        let conn = new_connection(&sb).await.with_timeout(Some(limit));
+        let r = pump_through_cat(
+            &conn,
+            "pod",
+            &format!("run{run}"),
+            mib << 20,
+            chunk,
+            read_len,
+            limit,
+        )
+        .await;
+        match &r {
+            Ok(t) => eprintln!(
+                "stress run {run}: {mib} MiB echoed in {:.1} s ({:.1} MiB/s each way), chunk {} KiB, read {} KiB",
+                t.as_secs_f64(),
+                mib as f64 / t.as_secs_f64(),
+                chunk / 1024,
+                read_len / 1024
+            ),
+            Err(e) => eprintln!("stress run {run}: {e}"),
+        }
+        if let Err(e) = r {
+            stalls.push(format!("run {run}: {e}"));
+        }
+    }
+    // Several concurrent cats on one connection.
+    let conn = new_connection(&sb).await.with_timeout(Some(limit));
+    let per = (mib << 20) / 4;
+    let started = Instant::now();
+    let results = futures_join4(
+        pump_through_cat(&conn, "pod", "par0", per, chunk, read_len, limit),
+        pump_through_cat(&conn, "pod", "par1", per, chunk, read_len, limit),
+        pump_through_cat(&conn, "pod", "par2", per, chunk, read_len, limit),
+        pump_through_cat(&conn, "pod", "par3", per, chunk, read_len, limit),
+    )
+    .await;
+    eprintln!(
+        "4 concurrent cats, {} MiB total: {:?} in {:.1} s",
+        mib,
+        results,
+        started.elapsed().as_secs_f64()
+    );
+    for (i, r) in results.iter().enumerate() {
+        if let Err(e) = r {
+            stalls.push(format!("concurrent cat {i}: {e}"));
+        }
+    }
+    eprintln!("stalls: {} of {} runs", stalls.len(), runs + 4);
+    assert!(stalls.is_empty(), "agent channel stalled: {stalls:?}");
+    c.remove_container(RemoveContainerRequest {
+        container_id: "pod".into(),
+        timeout: 10,
+    })
+    .await
+    .unwrap();
+    sb.shutdown().await.unwrap();
+}
+
+async fn futures_join4<A, B, C, D, T>(a: A, b: B, c: C, d: D) -> [T; 4]
+where
+    A: std::future::Future<Output = T>,
+    B: std::future::Future<Output = T>,
+    C: std::future::Future<Output = T>,
+    D: std::future::Future<Output = T>,
+{
+    let (a, b, c, d) = tokio::join!(a, b, c, d);
+    [a, b, c, d]
+}
+
+fn vm_rss_kib(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads the agent's /proc/1/status through a container sharing the guest's pid namespace.
+async fn agent_status(c: &AgentClient, cid: &str) -> String {
+    let mut req = common::create_req(cid, IMAGE, &["cat", "/proc/1/status"]);
+    let linux = req.oci.as_mut().unwrap().linux.as_mut().unwrap();
+    linux.namespaces.retain(|n| n.kind != "pid");
+    c.create_container(req).await.unwrap();
+    c.start_container(StartContainerRequest {
+        container_id: cid.into(),
+    })
+    .await
+    .unwrap();
+    let out = common::read_until(c, cid, "", false, "\u{0}never").await;
+    assert_eq!(common::wait(c, cid, "").await, 0);
+    c.remove_container(RemoveContainerRequest {
+        container_id: cid.into(),
+        timeout: 10,
+    })
+    .await
+    .unwrap();
+    out
+}
+
+/// Benchmark (run with `--ignored --nocapture`): agent VmRSS idle and with a running
+/// container, and the ExecProcess+WaitProcess round trip of `true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+async fn agent_guest_bench() {
+    let Some((_state, sb)) = boot("agent-bench").await else {
+        return;
+    };
+    let c = sb.agent().with_timeout(Some(Duration::from_secs(60)));
+    // "Idle": measured by a short-lived container (counts the agent's buffers for it).
+    let idle = vm_rss_kib(&agent_status(&c, "probe1").await);
+    c.create_container(common::create_req("pod", IMAGE, &["sleep", "100000"]))
+        .await
+        .unwrap();
+    c.start_container(StartContainerRequest {
+        container_id: "pod".into(),
+    })
+    .await
+    .unwrap();
+    let busy = vm_rss_kib(&agent_status(&c, "probe2").await);
+    let mut lat = Vec::new();
+    for i in 0..30 {
+        let id = format!("t{i}");
+        let t = Instant::now();
+        common::exec(&c, "pod", &id, &["true"], false).await;
+        assert_eq!(common::wait(&c, "pod", &id).await, 0);
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let after = vm_rss_kib(&agent_status(&c, "probe3").await);
+    println!(
+        "agent VmRSS: idle {idle} KiB, with one running container {busy} KiB, after 30 execs {after} KiB (goal <= 4096 KiB idle)"
+    );
+    println!(
+        "exec round trip (ExecProcess+WaitProcess of true), {:?} accel: median {:.1} ms, min {:.1} ms, max {:.1} ms",
+        sb.accel(),
+        lat[lat.len() / 2].as_secs_f64() * 1e3,
+        lat[0].as_secs_f64() * 1e3,
+        lat[lat.len() - 1].as_secs_f64() * 1e3
+    );
+    assert!(idle > 0 && busy > 0);
+    sb.shutdown().await.unwrap();
+}
