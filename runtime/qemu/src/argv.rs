@@ -268,7 +268,7 @@ pub fn build_argv(spec: &VmSpec) -> Result<Vec<String>, ArgvError> {
             // Written key by key: serde_json's map order depends on crate features
             // (preserve_order) elsewhere in the build, and the argv must be stable.
             let q = |v: &str| serde_json::Value::from(v).to_string();
-            let mut obj = format!(r#"{{"qom-type":"tdx-guest","id":"tdx0""#);
+            let mut obj = String::from(r#"{"qom-type":"tdx-guest","id":"tdx0""#);
             if let Some(id) = mrconfigid {
                 obj.push_str(&format!(r#","mrconfigid":{}"#, q(&B64.encode(id))));
             }
