@@ -2,15 +2,17 @@
 # Builds the workspace (one profile: dev) and the guest image into build/guest.
 # The agent is built as a static glibc binary (+crt-static with an explicit --target, so
 # build scripts and proc-macros stay dynamic).
+# GUEST_OUT (default build/guest) chooses the output directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+GUEST_OUT="${GUEST_OUT:-build/guest}"
 TARGET=x86_64-unknown-linux-gnu
 cargo build --workspace --bins
 RUSTFLAGS="-C target-feature=+crt-static" cargo build -p cocoon-agent --target "$TARGET"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 mkdir -p build
 # Debug info is not needed in the guest: strip it (6 MB instead of 21 MB in the initrd).
-strip -o build/cocoon-agent "$TARGET_DIR/$TARGET/debug/cocoon-agent"
+mkdir -p "$(dirname "$GUEST_OUT")"; strip -o "$GUEST_OUT.cocoon-agent" "$TARGET_DIR/$TARGET/debug/cocoon-agent"
 # A busybox rootfs baked into the (measured) initrd, for containers before image pull exists.
 ROOTFS=build/rootfs-busybox
 if [ ! -x "$ROOTFS/bin/busybox" ] || ! cmp -s /bin/busybox "$ROOTFS/bin/busybox"; then
@@ -22,5 +24,5 @@ if [ ! -x "$ROOTFS/bin/busybox" ] || ! cmp -s /bin/busybox "$ROOTFS/bin/busybox"
   printf 'root:x:0:0:root:/root:/bin/sh\n' > "$ROOTFS/etc/passwd"
   printf 'root:x:0:\n' > "$ROOTFS/etc/group"
 fi
-cargo run -q -p cocoon -- guest build --agent build/cocoon-agent --out build/guest \
+cargo run -q -p cocoon -- guest build --agent "$GUEST_OUT.cocoon-agent" --out "$GUEST_OUT" \
   --extra-tree /opt/cocoon/rootfs/busybox="$ROOTFS"
