@@ -1,18 +1,17 @@
 #!/usr/bin/env bash
 # Builds the workspace (one profile: dev) and the guest image into build/guest.
-# The agent is built as a static glibc binary (+crt-static with an explicit --target, so
-# build scripts and proc-macros stay dynamic).
+# The agent is the workspace's own dev build (one build of every dependency, which matters on
+# a 2-core CI machine); the guest builder adds its ELF loader and glibc libraries to the
+# initrd. (A static +crt-static agent needs a second --target build of its dependency tree.)
 # GUEST_OUT (default build/guest) chooses the output directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GUEST_OUT="${GUEST_OUT:-build/guest}"
-TARGET=x86_64-unknown-linux-gnu
 cargo build --workspace --bins
-RUSTFLAGS="-C target-feature=+crt-static" cargo build -p cocoon-agent --target "$TARGET"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 mkdir -p build
 # Debug info is not needed in the guest: strip it (6 MB instead of 21 MB in the initrd).
-mkdir -p "$(dirname "$GUEST_OUT")"; strip -o "$GUEST_OUT.cocoon-agent" "$TARGET_DIR/$TARGET/debug/cocoon-agent"
+mkdir -p "$(dirname "$GUEST_OUT")"; strip -o "$GUEST_OUT.cocoon-agent" "$TARGET_DIR/debug/cocoon-agent"
 # A busybox rootfs baked into the (measured) initrd, for containers before image pull exists.
 ROOTFS=build/rootfs-busybox
 if [ ! -x "$ROOTFS/bin/busybox" ] || ! cmp -s /bin/busybox "$ROOTFS/bin/busybox"; then

@@ -20,6 +20,14 @@ pub enum GuestBuildError {
         /// Why it could not be read.
         source: std::io::Error,
     },
+    /// A binary (the agent or one of its shared libraries) cannot be prepared for the guest.
+    #[error("{what}: {reason}")]
+    InvalidBinary {
+        /// The binary or library.
+        what: String,
+        /// What is wrong with it (not an ELF, a missing library, ...).
+        reason: String,
+    },
     /// `apt-get download` failed or produced no `.deb`.
     #[error("apt-get download {package}={version} failed: {detail}")]
     AptDownload {

@@ -9,6 +9,7 @@
 
 pub mod bzimage;
 pub mod cpio;
+pub mod dynlib;
 mod error;
 pub mod initramfs;
 pub mod kernel;
@@ -62,7 +63,7 @@ pub struct GuestBuildSpec {
     pub cache_dir: PathBuf,
     /// Directory receiving `vmlinux`, `bzImage`, the initrd and `manifest.json`.
     pub out_dir: PathBuf,
-    /// Static binary installed as `/init`.
+    /// Binary installed as `/init` (static, or dynamic: its loader and libraries are added).
     pub agent_binary: PathBuf,
     /// Root modules to include; dependencies are added (see [`DEFAULT_MODULES`]).
     pub modules: Vec<String>,
@@ -146,6 +147,10 @@ pub fn build_guest(spec: &GuestBuildSpec) -> Result<GuestManifest, GuestBuildErr
     let agent_sha256 = sha256_hex(&agent);
 
     let mut extras = CpioArchive::new();
+    // A dynamic agent brings its loader and libraries (an extra at the same path is refused).
+    let agent_name = spec.agent_binary.display().to_string();
+    let libraries = dynlib::runtime_files(&agent_name, &agent, &dynlib::default_library_dirs())?;
+    initramfs::add_extra_files(&mut extras, &libraries)?;
     initramfs::add_extra_files(&mut extras, &spec.extra_files)?;
     let mut wanted: Vec<String> = spec.modules.iter().map(|m| normalize_name(m)).collect();
     wanted.sort();
