@@ -12,6 +12,8 @@ APT_PACKAGES=(
   kmod cpio lz4 jq strace openssl # inspection tools used by tests
   gcc libc6-dev binutils          # tests compile a static C /init; strip
   python3-venv ca-certificates    # the sev-snp-measure oracle
+  osslsigncode                    # Authenticode digest oracle (TDX RTMR kernel measurement)
+  mold                            # fast linker (.cargo/config.toml)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

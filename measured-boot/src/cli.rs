@@ -10,11 +10,12 @@ use base64::Engine as _;
 use crate::error::MeasureError;
 use crate::explain::{MeasurementInputs, diff, explain_observed};
 use crate::initdata::Initdata;
-use crate::refvalues::{ReferenceValues, snp_reference_values, tdx_reference_values};
+use crate::refvalues::{ReferenceValues, keys, snp_reference_values, tdx_reference_values};
 use crate::snp::{SnpInputs, VcpuModel, read_file};
 use crate::tdx::eventlog::EventLog;
 use crate::tdx::mrtd::{PageAddOrder, Tdvf};
 use crate::tdx::quote::QuoteMeasurements;
+use crate::tdx::rtmr::{DirectBootDigests, KernelLoad, Rtmr1Layout};
 
 /// Output encodings of a digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,9 +59,10 @@ pub struct SnpArgs {
     /// Guest mode; only `snp` is supported.
     #[arg(long, default_value = "snp")]
     pub mode: String,
-    /// Number of guest vCPUs.
+    /// Number of guest vCPUs (required unless the caller fills the inputs in, as
+    /// `cocoon measure snp --config` does).
     #[arg(long, value_name = "N")]
-    pub vcpus: u32,
+    pub vcpus: Option<u32>,
     /// QEMU vCPU model (EPYC, EPYC-v4, EPYC-Milan, EPYC-Genoa, ...).
     #[arg(long, value_name = "CPUTYPE")]
     pub vcpu_type: Option<String>,
@@ -79,9 +81,9 @@ pub struct SnpArgs {
     /// VMM type: QEMU, ec2 or gce.
     #[arg(long, value_name = "VMMTYPE", default_value = "QEMU")]
     pub vmm_type: String,
-    /// OVMF firmware image.
+    /// OVMF firmware image (required unless the caller fills the inputs in).
     #[arg(long, value_name = "PATH")]
-    pub ovmf: PathBuf,
+    pub ovmf: Option<PathBuf>,
     /// Kernel for measured direct boot.
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
@@ -134,12 +136,18 @@ impl SnpArgs {
         } else {
             self.vcpu_type.clone().map(VcpuModel::Named)
         };
+        let ovmf = self.ovmf.clone().ok_or_else(|| {
+            MeasureError::InvalidInput("--ovmf <PATH> is required (or --config)".to_string())
+        })?;
+        let vcpus = self.vcpus.ok_or_else(|| {
+            MeasureError::InvalidInput("--vcpus <N> is required (or --config)".to_string())
+        })?;
         Ok(SnpInputs {
-            ovmf: self.ovmf.clone(),
+            ovmf,
             kernel: self.kernel.clone(),
             initrd: self.initrd.clone(),
             cmdline: self.append.clone(),
-            vcpus: self.vcpus,
+            vcpus,
             vcpu_type,
             guest_features: self.guest_features,
             vmm_type: self.vmm_type.parse()?,
@@ -201,17 +209,65 @@ pub struct TdxArgs {
     /// Initdata TOML: adds MRCONFIGID to the output.
     #[arg(long, value_name = "PATH")]
     pub initdata: Option<PathBuf>,
+    /// Kernel (EFI-stub bzImage) of an OVMF direct boot: predict RTMR1 and RTMR2.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Initrd of the direct boot (needs --kernel).
+    #[arg(long, value_name = "PATH", requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line (`-append`) of the direct boot (needs --kernel).
+    #[arg(
+        long,
+        value_name = "CMDLINE",
+        requires = "kernel",
+        allow_hyphen_values = true
+    )]
+    pub append: Option<String>,
+    /// RTMR1 event order of the firmware.
+    #[arg(long, value_enum, default_value = "ovmf")]
+    pub rtmr1_layout: Rtmr1Layout,
+    /// Older OVMF (up to edk2-stable202502) measured the kernel after QEMU patched its
+    /// boot header; give the guest memory in bytes to predict that (q35 ACPI area).
+    #[arg(long, value_name = "BYTES", requires = "kernel")]
+    pub patched_kernel_memory: Option<u64>,
     /// Print reference values in this format instead of the report.
     #[arg(long, value_enum)]
     pub reference_values: Option<RefValuesFormat>,
 }
 
+/// QEMU's ACPI data area on q35, which bounds where it places the initrd.
+const Q35_ACPI_DATA_SIZE: u32 = 0x28000;
+
+fn predict_direct_boot(args: &TdxArgs) -> Result<Option<DirectBootDigests>, MeasureError> {
+    let Some(k) = &args.kernel else {
+        return Ok(None);
+    };
+    let kernel = read_file("kernel", k)?;
+    let initrd = args
+        .initrd
+        .as_ref()
+        .map(|p| read_file("initrd", p))
+        .transpose()?;
+    let load = match args.patched_kernel_memory {
+        Some(memory_bytes) => KernelLoad::QemuPatched {
+            memory_bytes,
+            acpi_data_size: Q35_ACPI_DATA_SIZE,
+        },
+        None => KernelLoad::AsIs,
+    };
+    DirectBootDigests::compute(&kernel, initrd.as_deref(), args.append.as_deref(), load).map(Some)
+}
+
 /// Runs `cocoon measure tdx`; returns a JSON report (or reference values). A replay
 /// that does not match the quote is an error ([`MeasureError::ReplayMismatch`]).
 pub fn run_tdx(args: &TdxArgs) -> Result<String, MeasureError> {
-    if args.firmware.is_none() && args.event_log.is_none() && args.initdata.is_none() {
+    if args.firmware.is_none()
+        && args.event_log.is_none()
+        && args.initdata.is_none()
+        && args.kernel.is_none()
+    {
         return Err(MeasureError::InvalidInput(
-            "give --firmware, --event-log or --initdata".to_string(),
+            "give --firmware, --kernel, --event-log or --initdata".to_string(),
         ));
     }
     let order = if args.two_pass_add_pages {
@@ -249,12 +305,29 @@ pub fn run_tdx(args: &TdxArgs) -> Result<String, MeasureError> {
         }
         rtmrs = Some(replayed);
     }
+    let predicted = predict_direct_boot(args)?;
+    if let Some(p) = &predicted {
+        report.insert(
+            "predicted".into(),
+            serde_json::json!({
+                "rtmr1": hex::encode(p.rtmr1(args.rtmr1_layout)),
+                "rtmr2": hex::encode(p.rtmr2()),
+                "kernel_authenticode_sha384": hex::encode(p.kernel),
+                "load_options_sha384": p.load_options.map(hex::encode),
+                "initrd_sha384": p.initrd.map(hex::encode),
+            }),
+        );
+    }
     let init = load_initdata(&args.initdata)?;
     if let Some(d) = &init {
         report.insert("mrconfigid".into(), hex::encode(d.tdx_mrconfigid()).into());
     }
     if let Some(f) = args.reference_values {
-        let r = tdx_reference_values(mrtd.as_ref(), rtmrs.as_ref(), init.as_ref());
+        let mut r = tdx_reference_values(mrtd.as_ref(), rtmrs.as_ref(), init.as_ref());
+        if let Some(p) = &predicted {
+            r.add(&keys::tdx_rtmr(1), &p.rtmr1(args.rtmr1_layout));
+            r.add(&keys::tdx_rtmr(2), &p.rtmr2());
+        }
         return Ok(render_refs(&r, f));
     }
     Ok(serde_json::to_string_pretty(&report).unwrap_or_default())

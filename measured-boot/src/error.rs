@@ -51,6 +51,9 @@ pub enum MeasureError {
     /// An initdata document is malformed or uses an unsupported version/algorithm.
     #[error("initdata: {0}")]
     Initdata(String),
+    /// A kernel image is not a PE/COFF (EFI stub) image the firmware could measure.
+    #[error("kernel PE image: {0}")]
+    PeImage(String),
 }
 
 impl MeasureError {

@@ -3,7 +3,9 @@
 
 pub mod eventlog;
 pub mod mrtd;
+pub mod pe;
 pub mod quote;
+pub mod rtmr;
 
 /// A 48-byte TDX measurement register (MRTD, RTMRn, MRCONFIGID).
 pub type Mr48 = [u8; 48];

@@ -7,10 +7,10 @@ use anyhow::Result;
 /// `cocoon measure ...`: expected launch measurements (flags as in `sev-snp-measure`).
 #[derive(clap::Subcommand, Debug)]
 pub enum MeasureCommand {
-    /// SEV-SNP launch digest.
-    Snp(measured_boot::cli::SnpArgs),
-    /// TDX MRTD from firmware, or RTMR replay of an event log.
-    Tdx(measured_boot::cli::TdxArgs),
+    /// SEV-SNP launch digest (sev-snp-measure flags), or reference values of --config.
+    Snp(crate::measure_class::SnpMeasureArgs),
+    /// TDX MRTD, RTMR1/2 prediction, event-log replay, or reference values of --config.
+    Tdx(crate::measure_class::TdxMeasureArgs),
     /// Explain which input accounts for two different digests.
     Diff(measured_boot::cli::DiffArgs),
     /// Reference values for a runtime class, from the exact inputs the runtime boots.
@@ -33,8 +33,8 @@ pub enum ImageCommand {
 
 pub fn measure(cmd: MeasureCommand) -> Result<ExitCode> {
     let out = match &cmd {
-        MeasureCommand::Snp(a) => measured_boot::cli::run_snp(a)?,
-        MeasureCommand::Tdx(a) => measured_boot::cli::run_tdx(a)?,
+        MeasureCommand::Snp(a) => crate::measure_class::run_snp(a)?,
+        MeasureCommand::Tdx(a) => crate::measure_class::run_tdx(a)?,
         MeasureCommand::Diff(a) => measured_boot::cli::run_diff(a)?,
         MeasureCommand::Class(a) => return crate::measure_class::run(a),
     };
