@@ -41,4 +41,7 @@ if [ ! -x "$VENV/bin/sev-snp-measure" ] || ! "$VENV/bin/python" -c "import jwcry
   "$VENV/bin/pip" install -q "sev-snp-measure==0.0.13" "jwcrypto==1.5.6"
 fi
 
+# A skopeo whose ocicrypt has key providers (interop test of `cocoon image keyprovider`).
+./scripts/install-skopeo-keyprovider.sh
+
 ./scripts/build-guest.sh

@@ -4,6 +4,7 @@
 mod check;
 mod classes;
 mod guest;
+mod keyprovider;
 mod measure_class;
 mod tools;
 mod vm;

@@ -29,6 +29,16 @@ pub enum AttestCommand {
 pub enum ImageCommand {
     /// Pull, verify, decrypt and unpack an image (the in-guest code path, run on the host).
     Pull(guest_image::cli::PullArgs),
+    /// ocicrypt key provider (`cmd` protocol) for `provider:attestation-agent` encryption.
+    ///
+    /// Reads one JSON request on stdin, writes one JSON answer on stdout. Name it in
+    /// OCICRYPT_KEYPROVIDER_CONFIG: {"key-providers":{"attestation-agent":{"cmd":{"path":
+    /// "/usr/bin/cocoon","args":["image","keyprovider"]}}}}. Encrypt with skopeo
+    /// --encryption-key provider:attestation-agent:keypath=KEK_FILE::keyid=kbs:///REPO/TYPE/TAG
+    /// (KEK_FILE: 32 raw bytes, also stored in the KBS under REPO/TYPE/TAG). Decrypt on a host,
+    /// for development only, with --decryption-key provider:attestation-agent:kek-file=KEK_FILE
+    /// or this command's --kek-file; in the guest the KEK comes from the KBS.
+    Keyprovider(crate::keyprovider::KeyproviderArgs),
 }
 
 pub fn measure(cmd: MeasureCommand) -> Result<ExitCode> {
@@ -58,11 +68,15 @@ pub fn attest(cmd: AttestCommand) -> Result<ExitCode> {
 }
 
 pub fn image(cmd: ImageCommand) -> Result<ExitCode> {
+    if let ImageCommand::Keyprovider(a) = &cmd {
+        return crate::keyprovider::run(a);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match cmd {
         ImageCommand::Pull(a) => rt.block_on(guest_image::cli::run_pull(&a))?,
+        ImageCommand::Keyprovider(a) => return crate::keyprovider::run(&a),
     }
     Ok(ExitCode::SUCCESS)
 }
