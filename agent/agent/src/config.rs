@@ -24,6 +24,9 @@ pub struct AgentConfig {
     pub cgroup_root: String,
     /// Directory of baked rootfs trees (`agent.baked_rootfs=`).
     pub baked_rootfs: String,
+    /// In-guest image pull (`agent.guest_pull`, `agent.aa_kbc_params`, `agent.tee_class`,
+    /// `agent.insecure_registries`).
+    pub guest_pull: crate::pulled_images::GuestPullConfig,
     /// Unknown `agent.*` keys, kept for diagnostics.
     pub unknown: Vec<String>,
 }
@@ -40,6 +43,9 @@ pub enum ConfigError {
     /// `agent.log` is not a level name.
     #[error("agent.log={0:?}: expected one of error, warn, info, debug, trace")]
     LogLevel(String),
+    /// An in-guest image pull key has a bad value.
+    #[error("agent.{0}={1:?}: {2}")]
+    GuestPull(String, String, String),
 }
 
 impl Default for AgentConfig {
@@ -50,6 +56,7 @@ impl Default for AgentConfig {
             init_duties: false,
             cgroup_root: DEFAULT_CGROUP_ROOT.to_string(),
             baked_rootfs: crate::images::DEFAULT_BAKED_ROOTFS.to_string(),
+            guest_pull: Default::default(),
             unknown: Vec::new(),
         }
     }
@@ -140,6 +147,10 @@ where
                     cfg.baked_rootfs = value.to_string();
                 }
             }
+            k if crate::pulled_images::GuestPullConfig::KEYS.contains(&k) => cfg
+                .guest_pull
+                .set(k, value)
+                .map_err(|e| ConfigError::GuestPull(k.to_string(), value.to_string(), e))?,
             _ => cfg.unknown.push(w.to_string()),
         }
     }

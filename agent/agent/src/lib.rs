@@ -9,8 +9,11 @@
 pub mod config;
 pub mod images;
 pub mod init;
+pub mod network;
+pub mod pulled_images;
 pub mod reaper;
 pub mod runtime;
+pub mod switch_root;
 
 use std::sync::Arc;
 
@@ -50,6 +53,10 @@ fn prepare_host(cfg: &config::AgentConfig) -> anyhow::Result<()> {
         for c in ["cpu", "memory", "pids", "io", "cpuset"] {
             let _ = std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", format!("+{c}"));
         }
+        // The kernel leaves `lo` down; containers sharing the guest's network need it.
+        if let Err(e) = network::bring_up_loopback() {
+            tracing::warn!(error = %e, "could not bring lo up");
+        }
     }
     if std::env::var_os(SANDBOXED_ENV).is_some() {
         std::fs::create_dir_all(agent_core::container::rootfs::CONTAINER_BASE)?;
@@ -68,18 +75,22 @@ async fn serve(cfg: config::AgentConfig) -> anyhow::Result<()> {
     prepare_host(&cfg)?;
     let reaper = reaper::Reaper::start()?;
     let host = Arc::new(runtime::LinuxHost::new(reaper, &cfg.cgroup_root)?);
-    let images = Arc::new(images::BakedImages::new(&cfg.baked_rootfs));
+    let images = Arc::new(pulled_images::PulledImages::new(
+        images::BakedImages::new(&cfg.baked_rootfs),
+        cfg.guest_pull.clone(),
+    ));
     let sandbox = Arc::new(SandboxService::new(GuestInfo {
         agent_version: AGENT_VERSION.to_string(),
         mem_block_size_bytes: agent_core::mem_block_size_bytes(),
         storage_handlers: STORAGE_HANDLERS.iter().map(|s| s.to_string()).collect(),
         device_handlers: Vec::new(),
+        supports_seccomp: true,
     }));
     let services = Services {
         sandbox: sandbox.clone(),
         containers: Arc::new(ContainerService::new(host.clone(), images)),
         copy_file: Arc::new(CopyFileService::new(DEFAULT_COPY_ROOT)),
-        network: None,
+        network: Some(Arc::new(network::NetlinkHost::new())),
     };
     let containers = services.containers.clone();
     let dispatcher = Arc::new(Dispatcher::new(Arc::new(AllowAll), services));

@@ -8,6 +8,12 @@ fn main() {
     }
     // PID 1 of a VM, unless a host test runs us as PID 1 of a private pid namespace.
     let pid1 = std::process::id() == 1 && std::env::var_os(cocoon_agent::SANDBOXED_ENV).is_none();
+    if pid1 && cocoon_agent::switch_root::on_initramfs() {
+        // Does not return on success: the agent starts again from the tmpfs root.
+        let e = cocoon_agent::switch_root::switch_root_and_reexec();
+        init::attach_console();
+        fatal(pid1, &e.to_string());
+    }
     if pid1 {
         if let Err(e) = init::mount_pseudo_filesystems() {
             fatal(pid1, &format!("{e}"));

@@ -156,3 +156,24 @@ async fn busybox_containers_on_the_host() {
     assert!(status.success(), "agent exit {status:?}");
     assert!(!cgroup.exists(), "cgroup root left behind");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seccomp_profiles_and_named_users_on_the_host() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    common::busybox_tree(&store.join("busybox"));
+    common::add_web_user(&store.join("busybox"));
+    let cgroup = cgroup_root("seccomp");
+    let mut agent = Agent::start(dir.path(), &store, &cgroup);
+    let c = agent.client().await;
+    common::seccomp_scenario(&c, "docker.io/library/busybox:latest").await;
+    common::named_user_scenario(&c, "docker.io/library/busybox:latest").await;
+    c.destroy_sandbox(DestroySandboxRequest::default())
+        .await
+        .ok();
+    let _ = std::fs::remove_dir(&cgroup);
+}

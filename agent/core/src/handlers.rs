@@ -95,6 +95,11 @@ pub(crate) async fn handle(s: &Services, req: AgentRequest) -> Result<AgentRespo
             let routes = net.update_routes(&routes).await.map_err(host_error)?;
             Ok(AgentResponse::Routes(Routes { routes }))
         }
+        AgentRequest::ListRoutes(_) => {
+            let net = network(s, "ListRoutes")?;
+            let routes = net.list_routes().await.map_err(host_error)?;
+            Ok(AgentResponse::Routes(Routes { routes }))
+        }
         AgentRequest::AddARPNeighbors(r) => {
             let net = network(s, "AddARPNeighbors")?;
             let n = r.neighbors.map(|n| n.neighbors).unwrap_or_default();
@@ -140,7 +145,7 @@ fn guest_details(s: &Services, want_block_size: bool) -> GuestDetailsResponse {
             init_daemon: std::process::id() == 1,
             device_handlers: info.device_handlers.clone(),
             storage_handlers: info.storage_handlers.clone(),
-            supports_seccomp: false,
+            supports_seccomp: info.supports_seccomp,
             extra_features: Vec::new(),
         }),
         support_mem_hotplug_probe: false,

@@ -164,6 +164,8 @@ pub trait NetworkHost: Send + Sync {
     /// Sets addresses, MTU and link state of the interface matching `iface` (by hardware
     /// address, else by name) and returns it as it is now.
     async fn update_interface(&self, iface: &Interface) -> Result<Interface, HostError>;
+    /// The main routing table.
+    async fn list_routes(&self) -> Result<Vec<Route>, HostError>;
     /// Replaces the routes with `routes` and returns the resulting table.
     async fn update_routes(&self, routes: &[Route]) -> Result<Vec<Route>, HostError>;
     /// Adds (or replaces) neighbour entries.

@@ -19,6 +19,8 @@ pub struct GuestInfo {
     pub storage_handlers: Vec<String>,
     /// Device drivers the agent handles.
     pub device_handlers: Vec<String>,
+    /// Whether the container host applies the spec's seccomp profile.
+    pub supports_seccomp: bool,
 }
 
 /// Owns the sandbox lifecycle: created at boot, destroyed once.

@@ -308,14 +308,9 @@ fn pivot(root: &Path) -> Res<()> {
             // The old root is stacked under the new one at "/": detach it.
             umount2(".", MntFlags::MNT_DETACH).map_err(|e| errno("detach old root", e))?;
         }
-        // The guest's root is the initramfs, which cannot be pivoted away from: move the
-        // rootfs over "/" and chroot into it (as runc does without pivot_root).
-        Err(nix::Error::EINVAL) => {
-            mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-                .map_err(|e| errno("move rootfs to /", e))?;
-            nix::unistd::chroot(".").map_err(|e| errno("chroot", e))?;
-        }
-        Err(e) => return Err(errno("pivot_root", e)),
+        // No chroot fallback: a chroot can be escaped. PID 1 leaves the initramfs at boot
+        // (`switch_root`), so EINVAL here means that did not happen.
+        Err(e) => return Err(errno("pivot_root (is / still the initramfs?)", e)),
     }
     nix::unistd::chdir("/").map_err(|e| errno("chdir /", e))
 }
@@ -392,6 +387,11 @@ fn exec_process(p: &ProcessPlan) -> Res<()> {
         ));
     }
     nix::unistd::chdir(p.cwd.as_str()).map_err(|e| errno(&format!("chdir {}", p.cwd), e))?;
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: install it before the
+    // user and capability switch (whose syscalls the profile must then allow, as with runc).
+    if !p.no_new_privileges {
+        super::seccomp::install(&p.seccomp)?;
+    }
     super::caps::switch_user(p)?;
     if p.no_new_privileges {
         // SAFETY: prctl with integer arguments.
@@ -404,6 +404,10 @@ fn exec_process(p: &ProcessPlan) -> Res<()> {
     let argv: Vec<CString> = p.args.iter().map(|a| cstr(a)).collect::<Res<_>>()?;
     let envp: Vec<CString> = p.env.iter().map(|a| cstr(a)).collect::<Res<_>>()?;
     reset_signals();
+    if p.no_new_privileges {
+        // As late as possible: only execve itself runs under the filter.
+        super::seccomp::install(&p.seccomp)?;
+    }
     let err = nix::unistd::execve(&cstr(&program)?, &argv, &envp).err();
     Err(format!(
         "exec {}: {}",

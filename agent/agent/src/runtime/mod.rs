@@ -7,6 +7,7 @@ pub mod cgroup;
 pub mod fdio;
 pub mod helper;
 pub mod plan;
+pub mod seccomp;
 pub mod spawn;
 mod tty;
 
@@ -33,6 +34,8 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct HostContainer {
     init_pid: i32,
+    /// The container's compiled seccomp filters, applied to exec'd processes too.
+    seccomp: seccomp::Filters,
     /// Control socket of a created, not yet started init.
     control: Option<UnixStream>,
 }
@@ -245,10 +248,15 @@ impl ContainerHost for LinuxHost {
             plan.sandbox_init_pid,
         )
         .map_err(HostError::InvalidArgument)?;
-        let helper_plan = HelperPlan {
+        let filters = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(profile) => seccomp::compile(profile).map_err(HostError::InvalidArgument)?,
+            None => Vec::new(),
+        };
+        let mut helper_plan = HelperPlan {
             setup: Setup::Create(setup),
             process: plan::process_plan(process).map_err(HostError::InvalidArgument)?,
         };
+        helper_plan.process.seccomp = filters.clone();
         let mut flags = libc::CLONE_NEWNS as u64;
         if ns.pid {
             flags |= libc::CLONE_NEWPID as u64;
@@ -277,6 +285,7 @@ impl ContainerHost for LinuxHost {
             cid.to_string(),
             HostContainer {
                 init_pid: s.pid,
+                seccomp: filters,
                 control: Some(s.control),
             },
         );
@@ -308,11 +317,18 @@ impl ContainerHost for LinuxHost {
         cid: &str,
         process: &oci_spec::runtime::Process,
     ) -> Result<SpawnedProcess, HostError> {
-        let init_pid = self.init_pid(cid)?;
-        let helper_plan = HelperPlan {
+        let (init_pid, filters) = {
+            let state = self.state();
+            let c = state
+                .get(cid)
+                .ok_or_else(|| HostError::NotFound(format!("container {cid:?} not found")))?;
+            (c.init_pid, c.seccomp.clone())
+        };
+        let mut helper_plan = HelperPlan {
             setup: Setup::Exec { init_pid },
             process: plan::process_plan(process).map_err(HostError::InvalidArgument)?,
         };
+        helper_plan.process.seccomp = filters;
         let s = self
             .spawn(cid, 0, Some(init_pid), &helper_plan, console_size(process))
             .await?;

@@ -122,6 +122,9 @@ pub struct ProcessPlan {
     pub terminal: bool,
     /// `/proc/self/oom_score_adj`.
     pub oom_score_adj: Option<i32>,
+    /// Compiled seccomp filters of the container (empty: none).
+    #[serde(default)]
+    pub seccomp: super::seccomp::Filters,
 }
 
 /// Everything the helper needs.
@@ -342,6 +345,8 @@ pub fn process_plan(p: &oci_spec::runtime::Process) -> Result<ProcessPlan, Strin
         terminal: p.terminal().unwrap_or(false),
         // The proto has no presence: 0 means unset.
         oom_score_adj: p.oom_score_adj().filter(|v| *v != 0),
+        // Filled in by the host from the container's profile.
+        seccomp: Vec::new(),
     })
 }
 

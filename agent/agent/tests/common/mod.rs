@@ -397,3 +397,150 @@ pub async fn lifecycle(c: &AgentClient, image: &str) {
     assert_eq!(err.code(), Code::NotFound);
     c.check(CheckRequest::default()).await.unwrap();
 }
+
+/// A seccomp profile allowing everything but `mkdir`/`mkdirat`, which fail with EPERM.
+pub fn deny_mkdir_profile(action: &str) -> LinuxSeccomp {
+    LinuxSeccomp {
+        default_action: "SCMP_ACT_ALLOW".into(),
+        architectures: vec!["SCMP_ARCH_X86_64".into()],
+        syscalls: vec![LinuxSyscall {
+            names: vec!["mkdir".into(), "mkdirat".into(), "no_such_syscall".into()],
+            action: action.into(),
+            errno_ret: Some(SyscallErrnoRet::Errnoret(1)),
+            args: Vec::new(),
+        }],
+        ..Default::default()
+    }
+}
+
+/// The seccomp scenario: a container whose profile denies mkdir gets "Operation not
+/// permitted" from busybox mkdir (other calls work), its exec'd processes get the same
+/// filter, and an unsupported action is refused with INVALID_ARGUMENT.
+pub async fn seccomp_scenario(c: &AgentClient, image: &str) {
+    let script = "mkdir /tmp/denied; echo rc=$?; touch /tmp/ok && echo touched; exec sleep 1000";
+    let mut req = create_req("sec", image, &["sh", "-c", script]);
+    req.oci.as_mut().unwrap().linux.as_mut().unwrap().seccomp =
+        Some(deny_mkdir_profile("SCMP_ACT_ERRNO"));
+    c.create_container(req).await.unwrap();
+    c.start_container(StartContainerRequest {
+        container_id: "sec".into(),
+    })
+    .await
+    .unwrap();
+    let out = read_until(c, "sec", "", false, "touched\n").await;
+    assert!(out.contains("rc=1"), "mkdir was not denied: {out:?}");
+    let err = read_until(c, "sec", "", true, "Operation not permitted").await;
+    assert!(err.contains("mkdir"), "{err:?}");
+    exec(c, "sec", "again", &["mkdir", "/tmp/again"], false).await;
+    let err = read_until(c, "sec", "again", true, "Operation not permitted").await;
+    assert!(err.contains("/tmp/again"), "{err:?}");
+    assert_eq!(wait(c, "sec", "again").await, 1, "exec'd mkdir must fail");
+    exec(c, "sec", "ls", &["ls", "/tmp"], false).await;
+    let ls = read_until(c, "sec", "ls", false, "\u{0}never").await;
+    assert_eq!(ls.split_whitespace().collect::<Vec<_>>(), vec!["ok"]);
+    assert_eq!(wait(c, "sec", "ls").await, 0);
+    c.signal_process(SignalProcessRequest {
+        container_id: "sec".into(),
+        exec_id: String::new(),
+        signal: 9,
+    })
+    .await
+    .unwrap();
+    assert_eq!(wait(c, "sec", "").await, 137);
+    c.remove_container(RemoveContainerRequest {
+        container_id: "sec".into(),
+        timeout: 10,
+    })
+    .await
+    .unwrap();
+
+    let mut bad = create_req("sec2", image, &["true"]);
+    bad.oci.as_mut().unwrap().linux.as_mut().unwrap().seccomp =
+        Some(deny_mkdir_profile("SCMP_ACT_NOTIFY"));
+    let e = c.create_container(bad).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("SCMP_ACT_NOTIFY"), "{e}");
+}
+
+/// Adds user `web` (1000, primary group `webgrp` 1001, member of `logs` 2000) to a busybox
+/// tree made by [`busybox_tree`].
+pub fn add_web_user(tree: &Path) {
+    std::fs::write(
+        tree.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1001::/tmp:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tree.join("etc/group"),
+        "root:x:0:\nwebgrp:x:1001:\nlogs:x:2000:web\n",
+    )
+    .unwrap();
+}
+
+/// Named users: `string_user` and the spec's `username` resolve through the container's
+/// /etc/passwd and /etc/group (tree prepared by [`add_web_user`]); unknown names are refused.
+pub async fn named_user_scenario(c: &AgentClient, image: &str) {
+    let mut req = create_req("who", image, &["sh", "-c", "id; exec sleep 1000"]);
+    req.string_user = Some(StringUser {
+        uid: "web".into(),
+        ..Default::default()
+    });
+    c.create_container(req).await.unwrap();
+    c.start_container(StartContainerRequest {
+        container_id: "who".into(),
+    })
+    .await
+    .unwrap();
+    let id = read_until(c, "who", "", false, "\n").await;
+    assert!(id.starts_with("uid=1000(web) gid=1001(webgrp)"), "{id:?}");
+    assert!(
+        id.contains("2000(logs)"),
+        "supplementary group from /etc/group: {id:?}"
+    );
+    // ExecProcess with a username in the process and a group name in string_user.
+    let mut p = process(&["id"], false);
+    p.user = Some(User {
+        username: "web".into(),
+        ..Default::default()
+    });
+    c.exec_process(ExecProcessRequest {
+        container_id: "who".into(),
+        exec_id: "id2".into(),
+        process: Some(p.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let id2 = read_until(c, "who", "id2", false, "\u{0}never").await;
+    assert!(id2.starts_with("uid=1000(web) gid=1001(webgrp)"), "{id2:?}");
+    assert_eq!(wait(c, "who", "id2").await, 0);
+    let e = c
+        .exec_process(ExecProcessRequest {
+            container_id: "who".into(),
+            exec_id: "id3".into(),
+            string_user: Some(StringUser {
+                uid: "nobody".into(),
+                ..Default::default()
+            }),
+            process: Some(p),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("nobody"), "{e}");
+    c.signal_process(SignalProcessRequest {
+        container_id: "who".into(),
+        exec_id: String::new(),
+        signal: 9,
+    })
+    .await
+    .unwrap();
+    assert_eq!(wait(c, "who", "").await, 137);
+    c.remove_container(RemoveContainerRequest {
+        container_id: "who".into(),
+        timeout: 10,
+    })
+    .await
+    .unwrap();
+}

@@ -4,6 +4,7 @@
 mod process;
 pub mod rootfs;
 pub mod stdio;
+pub mod user;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -156,6 +157,13 @@ impl ContainerService {
             }
             RootfsSource::Present => false,
         };
+        let mut spec = spec;
+        if let Err(e) = with_resolved_user(&mut spec, &plan.path, req.string_user.as_ref()) {
+            if pulled {
+                let _ = self.images.release(&cid, &plan.path).await;
+            }
+            return Err(e);
+        }
         let sandbox_init_pid = self.sandbox_init_pid();
         let created = self
             .host
@@ -236,7 +244,7 @@ impl ContainerService {
         if wire.args.is_empty() {
             return Err(AgentError::invalid_argument("process has no Args to run"));
         }
-        let process = agent_protocol::types::Spec {
+        let mut process = agent_protocol::types::Spec {
             process: Some(wire.clone()),
             ..Default::default()
         }
@@ -245,6 +253,7 @@ impl ContainerService {
         .process()
         .clone()
         .ok_or_else(|| AgentError::invalid_argument("process did not convert"))?;
+        user::apply(&c.rootfs, &mut process, req.string_user.as_ref())?;
         if c.execs().iter().any(|(id, _)| *id == req.exec_id) {
             return Err(AgentError::already_exists(format!(
                 "process {:?} already exists",
@@ -463,4 +472,17 @@ fn forget_old_execs(execs: &mut Vec<(String, Arc<Proc>)>) {
             true
         }
     });
+}
+
+/// Resolves named users of the spec's process through the container's rootfs.
+fn with_resolved_user(
+    spec: &mut oci_spec::runtime::Spec,
+    rootfs: &std::path::Path,
+    string_user: Option<&agent_protocol::types::StringUser>,
+) -> Result<(), AgentError> {
+    if let Some(mut p) = spec.process().clone() {
+        user::apply(rootfs, &mut p, string_user)?;
+        spec.set_process(Some(p));
+    }
+    Ok(())
 }

@@ -196,3 +196,48 @@ impl ImageService for FakeImages {
         Ok(())
     }
 }
+
+/// A recording network port: answers with what it was given.
+#[derive(Default)]
+pub(super) struct FakeNetwork {
+    pub(super) calls: Mutex<Vec<String>>,
+}
+
+impl FakeNetwork {
+    fn record(&self, s: String) {
+        self.calls.lock().unwrap().push(s);
+    }
+}
+
+#[async_trait::async_trait]
+impl NetworkHost for FakeNetwork {
+    async fn list_interfaces(&self) -> Result<Vec<Interface>, HostError> {
+        self.record("list_interfaces".into());
+        Ok(vec![Interface {
+            name: "lo".into(),
+            ..Default::default()
+        }])
+    }
+    async fn update_interface(&self, iface: &Interface) -> Result<Interface, HostError> {
+        self.record(format!("update_interface {} {}", iface.hw_addr, iface.name));
+        if iface.hw_addr == "02:00:00:00:00:99" {
+            return Err(HostError::NotFound(format!(
+                "no interface with hardware address {}",
+                iface.hw_addr
+            )));
+        }
+        Ok(iface.clone())
+    }
+    async fn list_routes(&self) -> Result<Vec<Route>, HostError> {
+        self.record("list_routes".into());
+        Ok(Vec::new())
+    }
+    async fn update_routes(&self, routes: &[Route]) -> Result<Vec<Route>, HostError> {
+        self.record(format!("update_routes {}", routes.len()));
+        Ok(routes.to_vec())
+    }
+    async fn add_arp_neighbors(&self, neighbors: &[ARPNeighbor]) -> Result<(), HostError> {
+        self.record(format!("add_arp_neighbors {}", neighbors.len()));
+        Ok(())
+    }
+}

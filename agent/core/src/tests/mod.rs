@@ -9,11 +9,12 @@ use agent_protocol::types::*;
 use agent_protocol::{AgentDispatcher, AgentError, AgentRequest, AgentResponse, Code};
 
 mod fake;
-use fake::{FakeHost, FakeImages};
+use fake::{FakeHost, FakeImages, FakeNetwork};
 
 struct Rig {
     host: Arc<FakeHost>,
     images: Arc<FakeImages>,
+    network: Arc<FakeNetwork>,
     services: Services,
     _copy_root: tempfile::TempDir,
 }
@@ -21,6 +22,7 @@ struct Rig {
 fn rig() -> Rig {
     let host = Arc::new(FakeHost::default());
     let images = Arc::new(FakeImages::default());
+    let network = Arc::new(FakeNetwork::default());
     let copy_root = tempfile::tempdir().unwrap();
     let services = Services {
         sandbox: Arc::new(SandboxService::new(GuestInfo {
@@ -28,14 +30,16 @@ fn rig() -> Rig {
             mem_block_size_bytes: 128 << 20,
             storage_handlers: vec!["image_guest_pull".into()],
             device_handlers: vec![],
+            supports_seccomp: true,
         })),
         containers: Arc::new(ContainerService::new(host.clone(), images.clone())),
         copy_file: Arc::new(CopyFileService::new(copy_root.path().join("shared"))),
-        network: None,
+        network: Some(network.clone()),
     };
     Rig {
         host,
         images,
+        network,
         services,
         _copy_root: copy_root,
     }
@@ -542,10 +546,17 @@ async fn health_version_details_and_destroy() {
         Code::AlreadyExists
     );
     // Networking without a network port: UNIMPLEMENTED.
-    let err = call(&d, AgentRequest::ListInterfaces(Default::default()))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
+    let mut no_net = r.services.clone();
+    no_net.network = None;
+    let d_no_net = Dispatcher::new(Arc::new(AllowAll), no_net);
+    for req in [
+        AgentRequest::ListInterfaces(Default::default()),
+        AgentRequest::ListRoutes(Default::default()),
+    ] {
+        let err = call(&d_no_net, req).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unimplemented);
+    }
+    assert!(r.network.calls.lock().unwrap().is_empty());
 
     call(
         &d,
@@ -600,6 +611,7 @@ async fn deny_all_sweep() {
     assert_eq!(n, 44);
     assert!(r.host.calls().is_empty(), "{:?}", r.host.calls());
     assert!(r.images.calls.lock().unwrap().is_empty());
+    assert!(r.network.calls.lock().unwrap().is_empty());
     assert!(r.services.containers.container_ids().is_empty());
     assert!(!r.services.copy_file.root().exists(), "CopyFile wrote");
     assert!(r.services.sandbox.sandbox_id().is_none());
@@ -627,4 +639,103 @@ async fn copy_file_traversal_is_refused_through_the_dispatcher() {
     .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("not canonical"), "{}", err.message());
+}
+
+/// The network RPCs reach the network port with the request's content; a missing interface
+/// is refused before the port is called; the port's NOT_FOUND reaches the host as such.
+#[tokio::test]
+async fn network_rpcs_reach_the_network_port() {
+    let r = rig();
+    let d = allow(&r);
+    let AgentResponse::Interfaces(list) =
+        call(&d, AgentRequest::ListInterfaces(Default::default()))
+            .await
+            .unwrap()
+    else {
+        panic!("wrong response type");
+    };
+    assert_eq!(list.interfaces[0].name, "lo");
+    let err = call(&d, AgentRequest::UpdateInterface(Default::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let iface = Interface {
+        hw_addr: "02:00:00:00:00:01".into(),
+        name: "eth0".into(),
+        ..Default::default()
+    };
+    let AgentResponse::Interface(got) = call(
+        &d,
+        AgentRequest::UpdateInterface(UpdateInterfaceRequest {
+            interface: Some(iface.clone()),
+        }),
+    )
+    .await
+    .unwrap() else {
+        panic!("wrong response type");
+    };
+    assert_eq!(got, iface);
+    let err = call(
+        &d,
+        AgentRequest::UpdateInterface(UpdateInterfaceRequest {
+            interface: Some(Interface {
+                hw_addr: "02:00:00:00:00:99".into(),
+                ..Default::default()
+            }),
+        }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(err.message().contains("02:00:00:00:00:99"));
+    let routes = vec![Route {
+        gateway: "10.0.2.2".into(),
+        device: "eth0".into(),
+        ..Default::default()
+    }];
+    let AgentResponse::Routes(table) = call(
+        &d,
+        AgentRequest::UpdateRoutes(UpdateRoutesRequest {
+            routes: Some(Routes {
+                routes: routes.clone(),
+            }),
+        }),
+    )
+    .await
+    .unwrap() else {
+        panic!("wrong response type");
+    };
+    assert_eq!(table.routes, routes);
+    call(&d, AgentRequest::ListRoutes(Default::default()))
+        .await
+        .unwrap();
+    call(
+        &d,
+        AgentRequest::AddARPNeighbors(AddARPNeighborsRequest {
+            neighbors: Some(ARPNeighbors {
+                neighbors: vec![ARPNeighbor::default(); 2],
+            }),
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        *r.network.calls.lock().unwrap(),
+        vec![
+            "list_interfaces",
+            "update_interface 02:00:00:00:00:01 eth0",
+            "update_interface 02:00:00:00:00:99 ",
+            "update_routes 1",
+            "list_routes",
+            "add_arp_neighbors 2",
+        ]
+    );
+    let AgentResponse::GuestDetails(details) =
+        call(&d, AgentRequest::GetGuestDetails(Default::default()))
+            .await
+            .unwrap()
+    else {
+        panic!("wrong response type");
+    };
+    assert!(details.agent_details.unwrap().supports_seccomp);
 }
