@@ -218,23 +218,39 @@ fn main() -> Result<(), Fail> {
     let hmac = encrypt_stream(&key, &nonce, &plain[..], &mut ciphertext)?;
     drop(plain);
     let layer_key = LayerCipherKey::new(key, nonce, hmac);
+    // The pull path: one pass that HMACs and decrypts into an unnamed staging file (tmpfs
+    // when /dev/shm exists, as /run is in the guest), released only after the HMAC matched.
+    let shm = Path::new("/dev/shm");
+    let staging = if shm.is_dir() {
+        tempfile::tempdir_in(shm)?
+    } else {
+        tempfile::tempdir()?
+    };
     let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let plaintext = layer_key.decrypt_verified(&ciphertext[..], staging.path())?;
+        best = best.min(t.elapsed());
+        assert_eq!(plaintext.len(), ciphertext.len() as u64);
+    }
+    // For comparison: the former two passes (HMAC, then AES-CTR), in memory.
     let (mut best_hmac, mut best_ctr) = (Duration::MAX, Duration::MAX);
     let mut sink = vec![0u8; 256 * 1024];
-    for _ in 0..3 {
+    for _ in 0..2 {
         let t = Instant::now();
         layer_key.verify_hmac(&ciphertext[..])?;
         let hmac_done = t.elapsed();
         let mut reader = layer_key.decrypting_reader(&ciphertext[..]);
         while reader.read(&mut sink)? > 0 {}
-        best = best.min(t.elapsed());
         best_hmac = best_hmac.min(hmac_done);
         best_ctr = best_ctr.min(t.elapsed() - hmac_done);
     }
     println!(
-        "  (our HMAC pass {:.0} MiB/s, our AES-CTR pass {:.0} MiB/s)",
+        "  (one pass HMAC+decrypt into a staging file: {:.0} MiB/s; former two passes: HMAC {:.0} MiB/s then AES-CTR {:.0} MiB/s = {:.0} MiB/s)",
+        mib_s(ciphertext.len() as u64, best),
         mib_s(ciphertext.len() as u64, best_hmac),
-        mib_s(ciphertext.len() as u64, best_ctr)
+        mib_s(ciphertext.len() as u64, best_ctr),
+        mib_s(ciphertext.len() as u64, best_hmac + best_ctr)
     );
     let ours_bps = ciphertext.len() as f64 / best.as_secs_f64();
     let aes_bps = openssl_speed(&["-evp", "aes-256-ctr"], "aes-256-ctr")?;
