@@ -9,9 +9,11 @@
 #![forbid(unsafe_code)]
 
 mod annotations;
+mod network;
 mod schema;
 
 pub use annotations::{ANNOTATION_PREFIX, AnnotationOverrides, OverridableKey};
+pub use network::*;
 pub use schema::*;
 
 use std::path::{Path, PathBuf};

@@ -16,6 +16,9 @@ pub struct RuntimeClassConfig {
     pub hypervisor: HypervisorSection,
     /// `[agent]`: how the runtime reaches the guest agent.
     pub agent: AgentSection,
+    /// `[network]`: restricted guest networking to host loopback; none without the section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::NetworkSection>,
 }
 
 /// `[runtime]` table.
@@ -257,6 +260,9 @@ impl RuntimeClassConfig {
         }
         self.hypervisor.qemu.validate()?;
         self.agent.validate()?;
+        if let Some(net) = &self.network {
+            net.validate()?;
+        }
         let expected_tee = match self.runtime.class.as_str() {
             "kata-qemu-tdx" => Tee::Tdx,
             "kata-qemu-snp" => Tee::Snp,

@@ -193,3 +193,90 @@ fn find_config_in_directories() {
     let err = find_class_config("kata-qemu-tdx", &[dir.path().to_path_buf()]).unwrap_err();
     assert!(err.to_string().contains("configuration-qemu-tdx.toml"));
 }
+
+fn with_network(section: &str) -> Result<RuntimeClassConfig, ConfigError> {
+    let text = std::fs::read_to_string(configs_dir().join("configuration-qemu-coco-dev.toml"))
+        .unwrap()
+        + "\n"
+        + section;
+    RuntimeClassConfig::from_toml_str(&text, "net.toml")
+}
+
+#[test]
+fn network_section_parses_forwards_to_loopback() {
+    assert_eq!(shipped("kata-qemu-coco-dev").network, None);
+    let cfg = with_network(
+        "[network]\nforwards = [\n  { guest = \"10.0.2.100:5000\", host = \"127.0.0.1:5055\" },\n  { guest = \"10.0.2.101:8080\", host = \"127.0.0.1:8080\" },\n]\n",
+    )
+    .unwrap();
+    let net = cfg.network.unwrap();
+    assert_eq!(net.relay_busybox, PathBuf::from("/bin/busybox"));
+    assert_eq!(net.forwards.len(), 2);
+    assert_eq!(net.forwards[0].guest, "10.0.2.100:5000".parse().unwrap());
+    assert_eq!(net.forwards[0].host.port(), 5055);
+    assert_eq!(net.forwards[1].guest.port(), 8080);
+}
+
+#[test]
+fn network_section_is_strict() {
+    // (section, expected substring of the error)
+    let cases = [
+        (
+            "[network]\nforwards = [{ guest = \"10.0.2.100:5000\", host = \"192.168.1.1:5055\" }]",
+            "not on host loopback",
+        ),
+        (
+            "[network]\nforwards = [{ guest = \"10.0.2.100:5000\", host = \"127.0.0.2:5055\" }]",
+            "not on host loopback",
+        ),
+        (
+            "[network]\nforwards = [{ guest = \"10.0.2.100:5000\", host = \"0.0.0.0:5055\" }]",
+            "not on host loopback",
+        ),
+        (
+            "[network]\nforwards = [{ guest = \"10.0.2.100:5000\", host = \"127.0.0.1:0\" }]",
+            "port 0",
+        ),
+        (
+            "[network]\nforwards = [{ guest = \"10.0.3.100:5000\", host = \"127.0.0.1:5055\" }]",
+            "inside 10.0.2.0/24",
+        ),
+        (
+            "[network]\nforwards = [{ guest = \"10.0.2.2:5000\", host = \"127.0.0.1:5055\" }]",
+            "gateway",
+        ),
+        (
+            "[network]\nforwards = [{ guest = \"10.0.2.15:5000\", host = \"127.0.0.1:5055\" }]",
+            "gateway",
+        ),
+        (
+            "[network]\nforwards = [{ guest = \"10.0.2.100:1\", host = \"127.0.0.1:2\" }, { guest = \"10.0.2.100:1\", host = \"127.0.0.1:3\" }]",
+            "forwarded twice",
+        ),
+        ("[network]\nforwards = []", "at least one forward"),
+        (
+            "[network]\nrelay_busybox = \"busybox\"\nforwards = [{ guest = \"10.0.2.100:1\", host = \"127.0.0.1:2\" }]",
+            "absolute",
+        ),
+        (
+            "[network]\nforwards = [{ guest = \"10.0.2.100:1\", host = \"127.0.0.1:2\", proto = \"udp\" }]",
+            "proto",
+        ),
+        (
+            "[network]\nmode = \"bridge\"\nforwards = [{ guest = \"10.0.2.100:1\", host = \"127.0.0.1:2\" }]",
+            "mode",
+        ),
+        (
+            "[network]\nforwards = [{ guest = \"10.0.2.100\", host = \"127.0.0.1:2\" }]",
+            "socket address",
+        ),
+        (
+            "[network]\nforwards = [{ guest = \"10.0.2.100:1\", host = \"localhost:2\" }]",
+            "socket address",
+        ),
+    ];
+    for (section, want) in cases {
+        let err = with_network(section).unwrap_err().to_string();
+        assert!(err.contains(want), "{section}: {err}");
+    }
+}

@@ -8,10 +8,12 @@
 //! - [`class`]: which runtime-class configuration applies and the annotation policy.
 //! - [`state`]: container / exec state machines of one pod.
 //! - [`ports`]: the [`Vmm`] and [`EventSink`] ports and the task events.
+//! - [`network`]: the guest interface and route of a class with a `[network]` section.
 //! - [`persist`]: what the shim writes into the bundle so `delete` can clean up after a crash.
 #![forbid(unsafe_code)]
 
 pub mod class;
+pub mod network;
 pub mod persist;
 pub mod pod;
 pub mod ports;

@@ -36,6 +36,9 @@ pub struct VmProcesses {
     pub state_dir: Option<PathBuf>,
 }
 
+/// The future returned by [`Vm::exited`].
+pub type ExitFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// A running sandbox VM with a reachable agent.
 #[async_trait::async_trait]
 pub trait Vm: Send + Sync {
@@ -43,6 +46,11 @@ pub trait Vm: Send + Sync {
     fn agent(&self) -> AgentClient;
     /// Host processes and directory of the VM.
     fn processes(&self) -> VmProcesses;
+    /// A future that resolves when the VM's host process exits for any reason; never, for a
+    /// VM without one. It must not keep the VM alive.
+    fn exited(&self) -> ExitFuture {
+        Box::pin(std::future::pending())
+    }
     /// Stops the VM and removes everything it created on the host.
     async fn stop(self: Box<Self>) -> Result<(), VmmError>;
 }

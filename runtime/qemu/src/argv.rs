@@ -87,6 +87,25 @@ pub struct UserNetwork {
     pub relay_busybox: PathBuf,
 }
 
+impl UserNetwork {
+    /// The restricted network of a runtime class's validated `[network]` section (every
+    /// forward reaches host loopback; the section's validation refused anything else).
+    pub fn from_config(net: &runtime_config::NetworkSection) -> Self {
+        UserNetwork {
+            forwards: net
+                .forwards
+                .iter()
+                .map(|f| GuestForward {
+                    guest_addr: *f.guest.ip(),
+                    guest_port: f.guest.port(),
+                    host_port: f.host.port(),
+                })
+                .collect(),
+            relay_busybox: net.relay_busybox.clone(),
+        }
+    }
+}
+
 /// Everything that decides a QEMU command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSpec {

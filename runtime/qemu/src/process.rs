@@ -152,6 +152,12 @@ impl Supervised {
         *self.exit.borrow()
     }
 
+    /// A receiver of the child's exit (`Some` once it has exited), for watchers that must
+    /// not keep the process handle alive.
+    pub fn exit_receiver(&self) -> watch::Receiver<Option<ExitInfo>> {
+        self.exit.clone()
+    }
+
     /// Waits until the child exits.
     pub async fn wait(&self) -> ExitInfo {
         let mut rx = self.exit.clone();

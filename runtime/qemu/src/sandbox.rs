@@ -86,7 +86,8 @@ pub struct BootOptions {
     pub id: String,
     /// Override the configuration's state directory.
     pub state_dir: Option<PathBuf>,
-    /// Restricted guest networking to host loopback, if the sandbox needs it.
+    /// Restricted guest networking to host loopback; overrides the class's `[network]`
+    /// section (`None`: the section decides).
     pub network: Option<UserNetwork>,
     /// Initdata disk image to attach.
     pub initdata_disk: Option<PathBuf>,
@@ -187,6 +188,20 @@ pub fn resolve_accel(
         }),
         Accel::Auto => Ok(AccelKind::Tcg),
     }
+}
+
+/// The state-directory name of a sandbox: its id, or for ids longer than 24 characters (CRI
+/// sandbox ids are 64 hex digits) the first 12 characters and a hash of the whole id, so the
+/// Unix sockets inside stay within the 108-byte `sun_path` limit.
+pub fn state_dir_name(id: &str) -> String {
+    if id.len() <= 24 {
+        return id.to_string();
+    }
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let prefix: String = id.chars().take(12).collect();
+    format!("{prefix}-{:011x}", h & 0xfff_ffff_ffff)
 }
 
 /// Picks the guest CID for kernel vhost-vsock from the sandbox id (3..2^31).
@@ -333,7 +348,7 @@ impl Sandbox {
             path: state_dir.clone(),
             source,
         })?;
-        let dir = state_dir.join(&id);
+        let dir = state_dir.join(state_dir_name(&id));
         std::fs::create_dir(&dir).map_err(|source| match source.kind() {
             std::io::ErrorKind::AlreadyExists => SandboxError::State {
                 id: id.clone(),
@@ -463,6 +478,15 @@ impl Sandbox {
     pub fn accel(&self) -> AccelKind {
         self.accel
     }
+    /// A future that resolves when QEMU exits for any reason (crash, kill, guest power-off).
+    /// It holds no handle on the sandbox, so dropping the sandbox still stops everything.
+    pub fn qemu_exited(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.qemu.exit_receiver();
+        async move {
+            let _ = rx.wait_for(Option::is_some).await;
+        }
+    }
+
     /// The agent client.
     pub fn agent(&self) -> &AgentClient {
         &self.client
@@ -608,7 +632,11 @@ pub fn vm_spec(
         qmp_socket: dir.join("qmp.sock"),
         console_log: dir.join("console.log"),
         pidfile: dir.join("qemu.pid"),
-        network: opts.network.clone(),
+        // The boot option wins; otherwise the class's `[network]` section.
+        network: opts
+            .network
+            .clone()
+            .or_else(|| cfg.network.as_ref().map(UserNetwork::from_config)),
         initdata_disk: opts.initdata_disk.clone(),
     }
 }
@@ -722,6 +750,17 @@ async fn wait_agent(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_ids_get_short_distinct_state_dirs() {
+        assert_eq!(state_dir_name("pod-1"), "pod-1");
+        let a = "4c3cd8f715b6a2d6c3d5e6d6bbc975112a96e4d150263ab8ab914b7fcef4f3ef";
+        let b = "4c3cd8f715b6a2d6c3d5e6d6bbc975112a96e4d150263ab8ab914b7fcef4f3e0";
+        assert_eq!(state_dir_name(a).len(), 24);
+        assert!(state_dir_name(a).starts_with("4c3cd8f715b6-"));
+        assert_ne!(state_dir_name(a), state_dir_name(b));
+        assert_eq!(state_dir_name(a), state_dir_name(a));
+    }
 
     #[test]
     fn ids_are_restricted() {

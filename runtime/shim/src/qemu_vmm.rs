@@ -26,6 +26,10 @@ impl Vm for QemuVm {
         }
     }
 
+    fn exited(&self) -> runtime_core::ports::ExitFuture {
+        Box::pin(self.sandbox.qemu_exited())
+    }
+
     async fn stop(self: Box<Self>) -> Result<(), VmmError> {
         let report = self
             .sandbox

@@ -46,6 +46,18 @@ pub enum ServiceError {
     Io(String),
 }
 
+/// Configures the guest's `eth0` and default route (a class with a `[network]` section).
+pub async fn configure_guest_network(agent: &AgentClient) -> Result<(), ClientError> {
+    agent
+        .update_interface(runtime_core::network::interface_request())
+        .await?;
+    agent
+        .update_routes(runtime_core::network::routes_request())
+        .await?;
+    tracing::info!("guest network configured");
+    Ok(())
+}
+
 /// Parameters of Create.
 #[derive(Debug, Clone, Default)]
 pub struct CreateParams {
@@ -178,6 +190,7 @@ impl TaskService {
             ..Default::default()
         };
         let booted = placement.role.boots_vm();
+        let wants_network = cfg.network.is_some();
         if booted {
             let vm = self
                 .vmm
@@ -190,9 +203,23 @@ impl TaskService {
             let procs = vm.processes();
             record.processes = crate::cleanup::process_records(&procs);
             record.dirs = procs.state_dir.iter().cloned().collect();
+            if wants_network && let Err(e) = configure_guest_network(&vm.agent()).await {
+                if let Err(stop) = vm.stop().await {
+                    tracing::warn!(error = %stop, "stopping the VM after a failed network setup");
+                }
+                return Err(e.into());
+            }
             inner.task_pid = procs.main_pid.unwrap_or(0);
             inner.agent = Some(vm.agent());
+            let died = vm.exited();
             inner.vm = Some(vm);
+            let this = Arc::downgrade(self);
+            tokio::spawn(async move {
+                died.await;
+                if let Some(this) = this.upgrade() {
+                    this.vm_died().await;
+                }
+            });
         }
         let Some(agent) = inner.agent.clone() else {
             return Err(CoreError::NotFound {
@@ -387,6 +414,50 @@ impl TaskService {
                     },
                     pid,
                     exit_status: status,
+                    exited_at: at,
+                })
+                .await;
+        }
+    }
+
+    /// The VM went away on its own (QEMU crashed or was killed): every process of the pod
+    /// exits with [`VM_GONE_STATUS`] and what is left of the VM (backend, state directory)
+    /// is removed. Nothing happens when the VM was stopped on purpose (it is no longer held).
+    async fn vm_died(&self) {
+        let at = SystemTime::now();
+        let (vm, exits, pid) = {
+            let mut inner = self.inner.lock().await;
+            let Some(vm) = inner.vm.take() else { return };
+            inner.agent = None;
+            inner.stdin.clear();
+            let mut exits = Vec::new();
+            for c in inner.pod.containers.values_mut() {
+                for exec_id in c.all_exited(VM_GONE_STATUS, at) {
+                    exits.push((c.id.clone(), exec_id));
+                }
+            }
+            (vm, exits, inner.task_pid)
+        };
+        tracing::warn!(
+            processes = exits.len(),
+            "the sandbox VM exited unexpectedly"
+        );
+        if let Err(e) = tokio::task::spawn_blocking(move || drop(vm)).await {
+            tracing::warn!(error = %e, "cleaning up after the VM");
+        }
+        self.exits.send_modify(|n| *n += 1);
+        for (container_id, exec_id) in exits {
+            let id = if exec_id.is_empty() {
+                container_id.clone()
+            } else {
+                exec_id
+            };
+            self.events
+                .publish(TaskEvent::Exit {
+                    container_id,
+                    id,
+                    pid,
+                    exit_status: VM_GONE_STATUS,
                     exited_at: at,
                 })
                 .await;

@@ -17,6 +17,8 @@ struct FakeAgent {
     exit: watch::Sender<Option<i32>>,
     printed: StdMutex<bool>,
     exit_code: i32,
+    /// Whether UpdateInterface / UpdateRoutes succeed (else UNIMPLEMENTED).
+    network_ok: bool,
 }
 
 #[async_trait::async_trait]
@@ -25,7 +27,10 @@ impl AgentDispatcher for FakeAgent {
         self.log.lock().unwrap().push(req.clone());
         match req {
             AgentRequest::StartContainer(_) => {
-                self.exit.send_replace(Some(self.exit_code));
+                // A negative exit code: the process runs until signalled.
+                if self.exit_code >= 0 {
+                    self.exit.send_replace(Some(self.exit_code));
+                }
                 Ok(AgentResponse::Empty)
             }
             AgentRequest::WaitProcess(_) => {
@@ -52,6 +57,12 @@ impl AgentDispatcher for FakeAgent {
             AgentRequest::ReadStderr(_) => {
                 Ok(AgentResponse::ReadStream(ReadStreamResponse::default()))
             }
+            AgentRequest::UpdateInterface(r) if self.network_ok => {
+                Ok(AgentResponse::Interface(r.interface.unwrap_or_default()))
+            }
+            AgentRequest::UpdateRoutes(r) if self.network_ok => {
+                Ok(AgentResponse::Routes(r.routes.unwrap_or_default()))
+            }
             AgentRequest::SignalProcess(s) => {
                 self.exit.send_replace(Some(128 + s.signal as i32));
                 Ok(AgentResponse::Empty)
@@ -67,6 +78,7 @@ impl AgentDispatcher for FakeAgent {
 }
 
 struct FakeVm {
+    died: StdMutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     client: AgentClient,
     stop: tokio::sync::oneshot::Sender<()>,
     stopped: Arc<StdMutex<u32>>,
@@ -80,6 +92,14 @@ impl Vm for FakeVm {
     fn processes(&self) -> VmProcesses {
         VmProcesses::default()
     }
+    fn exited(&self) -> runtime_core::ports::ExitFuture {
+        match self.died.lock().unwrap().take() {
+            Some(rx) => Box::pin(async move {
+                let _ = rx.await;
+            }),
+            None => Box::pin(std::future::pending()),
+        }
+    }
     async fn stop(self: Box<Self>) -> Result<(), VmmError> {
         *self.stopped.lock().unwrap() += 1;
         let _ = self.stop.send(());
@@ -92,6 +112,8 @@ struct FakeVmm {
     dir: PathBuf,
     boots: StdMutex<Vec<VmRequest>>,
     stopped: Arc<StdMutex<u32>>,
+    /// Sends to make the last booted VM "crash".
+    crash: StdMutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 #[async_trait::async_trait]
@@ -118,7 +140,10 @@ impl Vmm for FakeVmm {
             .await
             .map_err(|e| VmmError(e.to_string()))?;
         self.boots.lock().unwrap().push(req);
+        let (crash, died) = tokio::sync::oneshot::channel();
+        *self.crash.lock().unwrap() = Some(crash);
         Ok(Box::new(FakeVm {
+            died: StdMutex::new(Some(died)),
             client,
             stop: tx,
             stopped: self.stopped.clone(),
@@ -145,24 +170,38 @@ struct Fixture {
 }
 
 fn fixture(exit_code: i32) -> Fixture {
+    fixture_with(exit_code, None, true)
+}
+
+/// `extra_toml` is appended to the shipped coco-dev configuration.
+fn fixture_with(exit_code: i32, extra_toml: Option<&str>, network_ok: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let agent = Arc::new(FakeAgent {
         log: StdMutex::new(Vec::new()),
         exit: watch::channel(None).0,
         printed: StdMutex::new(false),
         exit_code,
+        network_ok,
     });
     let vmm = Arc::new(FakeVmm {
         agent: agent.clone(),
         dir: dir.path().to_path_buf(),
         boots: StdMutex::new(Vec::new()),
         stopped: Arc::new(StdMutex::new(0)),
+        crash: StdMutex::new(None),
     });
     let events = Arc::new(Events::default());
-    let cfg = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../config/configs/configuration-qemu-coco-dev.toml")
-        .display()
-        .to_string();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../config/configs/configuration-qemu-coco-dev.toml");
+    let cfg = match extra_toml {
+        None => shipped.display().to_string(),
+        Some(extra) => {
+            let p = dir.path().join("class.toml");
+            let text = std::fs::read_to_string(&shipped).unwrap() + "\n" + extra;
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        }
+    };
     let env = Arc::new(move |k: &str| (k == "COCOON_CONFIG").then(|| cfg.clone()));
     let service = TaskService::new(
         vmm.clone(),
@@ -372,4 +411,109 @@ async fn forbidden_annotation_fails_create_before_any_boot() {
         err.to_string().contains("sandbox \"nope\" not found"),
         "{err}"
     );
+}
+
+const NETWORK: &str =
+    "[network]\nforwards = [{ guest = \"10.0.2.100:5000\", host = \"127.0.0.1:5055\" }]\n";
+
+fn rpc_names(f: &Fixture) -> Vec<&'static str> {
+    f.agent
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.rpc_name())
+        .collect()
+}
+
+#[tokio::test]
+async fn configured_network_is_set_up_in_the_guest_before_the_container() {
+    let f = fixture_with(0, Some(NETWORK), true);
+    let b = bundle(&f, "n1", serde_json::json!({"io.cocoon.image": "x"}));
+    f.service
+        .create(params("n1", b, Path::new("/dev/null")))
+        .await
+        .unwrap();
+    let net = f.vmm.boots.lock().unwrap()[0]
+        .config
+        .network
+        .clone()
+        .unwrap();
+    assert_eq!(net.forwards[0].host.port(), 5055);
+    assert_eq!(
+        rpc_names(&f),
+        ["UpdateInterface", "UpdateRoutes", "CreateContainer"]
+    );
+    let iface = f.agent.log.lock().unwrap().iter().find_map(|r| match r {
+        AgentRequest::UpdateInterface(i) => i.interface.clone(),
+        _ => None,
+    });
+    assert_eq!(iface.unwrap().ip_addresses[0].address, "10.0.2.15");
+
+    // Without a [network] section the guest network is left alone.
+    let plain = fixture(0);
+    let b = bundle(&plain, "n2", serde_json::json!({"io.cocoon.image": "x"}));
+    plain
+        .service
+        .create(params("n2", b, Path::new("/dev/null")))
+        .await
+        .unwrap();
+    assert_eq!(rpc_names(&plain), ["CreateContainer"]);
+}
+
+#[tokio::test]
+async fn failed_network_setup_fails_create_and_stops_the_vm() {
+    let f = fixture_with(0, Some(NETWORK), false);
+    let b = bundle(&f, "n3", serde_json::json!({"io.cocoon.image": "x"}));
+    let err = f
+        .service
+        .create(params("n3", b.clone(), Path::new("/dev/null")))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("UpdateInterface"), "{err}");
+    assert_eq!(*f.vmm.stopped.lock().unwrap(), 1, "VM stopped");
+    assert!(!b.join(RECORD_FILE).exists());
+    assert!(f.service.is_empty().await);
+    assert!(!rpc_names(&f).contains(&"CreateContainer"));
+}
+
+#[tokio::test]
+async fn vm_crash_ends_every_process_with_an_error_status() {
+    let f = fixture(-1);
+    let b = bundle(&f, "v1", serde_json::json!({"io.cocoon.image": "x"}));
+    f.service
+        .create(params("v1", b.clone(), Path::new("/dev/null")))
+        .await
+        .unwrap();
+    f.service.start("v1", "").await.unwrap();
+    assert_eq!(
+        f.service.state("v1", "").await.unwrap().status,
+        Status::Running
+    );
+    let _ = f.vmm.crash.lock().unwrap().take().unwrap().send(());
+    let exit = tokio::time::timeout(Duration::from_secs(5), f.service.wait("v1", ""))
+        .await
+        .expect("the crash ends the task")
+        .unwrap();
+    assert_eq!(exit.status, VM_GONE_STATUS);
+    let exits: Vec<u32> = f
+        .events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            TaskEvent::Exit { exit_status, .. } => Some(*exit_status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(exits, [VM_GONE_STATUS], "one exit event");
+    let (_, e) = f.service.delete("v1", "").await.unwrap();
+    assert_eq!(e.unwrap().status, VM_GONE_STATUS);
+    assert_eq!(
+        *f.vmm.stopped.lock().unwrap(),
+        0,
+        "a dead VM is dropped (cleaned up), not asked to stop"
+    );
+    assert!(f.service.is_empty().await);
 }
