@@ -23,5 +23,10 @@ if [ ! -x "$ROOTFS/bin/busybox" ] || ! cmp -s /bin/busybox "$ROOTFS/bin/busybox"
   printf 'root:x:0:0:root:/root:/bin/sh\n' > "$ROOTFS/etc/passwd"
   printf 'root:x:0:\n' > "$ROOTFS/etc/group"
 fi
+# The CA bundle the guest's HTTPS clients (registry, KBS) trust; measured with the initrd.
+CERTS=build/guest-certs
+mkdir -p "$CERTS" && cp /etc/ssl/certs/ca-certificates.crt "$CERTS/ca-certificates.crt"
 cargo run -q -p cocoon -- guest build --agent "$GUEST_OUT.cocoon-agent" --out "$GUEST_OUT" \
-  --extra-tree /opt/cocoon/rootfs/busybox="$ROOTFS"
+  --extra-tree /opt/cocoon/rootfs/busybox="$ROOTFS" \
+  --extra-tree /opt/cocoon/rootfs/pause="$ROOTFS" \
+  --extra-tree /etc/ssl/certs="$CERTS"

@@ -13,7 +13,7 @@ APT_PACKAGES=(
   gcc libc6-dev binutils          # tests compile a static C /init; strip
   python3-venv ca-certificates    # the sev-snp-measure oracle
   osslsigncode                    # Authenticode digest oracle (TDX RTMR kernel measurement)
-  mold                            # fast linker (.cargo/config.toml)
+  protobuf-compiler               # protoc for the CRI client (k8s-cri) in the kubelet-path test
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

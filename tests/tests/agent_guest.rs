@@ -69,6 +69,156 @@ async fn busybox_containers_in_the_guest() {
     sb.shutdown().await.unwrap();
 }
 
+/// Serves one HTTP/1.0 response on host loopback; returns the port.
+async fn one_shot_http(body: &'static str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            req.extend_from_slice(&buf[..n]);
+        }
+        let reply = format!(
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(reply.as_bytes()).await.unwrap();
+    });
+    port
+}
+
+/// Runs `script` in a busybox container sharing the guest's pid namespace (so /proc/1 is
+/// the agent); returns its stdout and exit status.
+async fn run_in_guest_pid_ns(c: &AgentClient, cid: &str, script: &str) -> (String, i32) {
+    let mut req = common::create_req(cid, IMAGE, &["sh", "-c", script]);
+    let linux = req.oci.as_mut().unwrap().linux.as_mut().unwrap();
+    linux.namespaces.retain(|n| n.kind != "pid");
+    c.create_container(req).await.unwrap();
+    c.start_container(StartContainerRequest {
+        container_id: cid.into(),
+    })
+    .await
+    .unwrap();
+    let out = common::read_until(c, cid, "", false, "\u{0}never").await;
+    let status = common::wait(c, cid, "").await;
+    c.remove_container(RemoveContainerRequest {
+        container_id: cid.into(),
+        timeout: 10,
+    })
+    .await
+    .unwrap();
+    (out, status)
+}
+
+/// PID 1 left the initramfs (its `/` is a tmpfs, so containers get a real pivot_root), and
+/// UpdateInterface + UpdateRoutes give the guest the QEMU user network: a container reaches
+/// a host-loopback server through QEMU's guestfwd at 10.0.2.100. Then the seccomp scenario.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_network_and_switched_root() {
+    let Some(guest) = guest_dir() else {
+        return;
+    };
+    if !guest.join("manifest.json").is_file() {
+        return;
+    }
+    let port = one_shot_http("hello-from-host").await;
+    let state = tempfile::tempdir().unwrap();
+    let cfg = coco_dev_config(&guest, state.path());
+    let opts = BootOptions {
+        id: "agent-net".into(),
+        network: Some(runtime_qemu::UserNetwork {
+            forwards: vec![runtime_qemu::GuestForward {
+                guest_addr: "10.0.2.100".parse().unwrap(),
+                guest_port: 8080,
+                host_port: port,
+            }],
+            relay_busybox: "/usr/bin/busybox".into(),
+        }),
+        ..Default::default()
+    };
+    let sb = Sandbox::boot(&cfg, &opts, runtime_qemu::host::kvm_usable())
+        .await
+        .unwrap();
+    let c = sb.agent().with_timeout(Some(Duration::from_secs(60)));
+
+    let ifaces = c
+        .list_interfaces(ListInterfacesRequest::default())
+        .await
+        .unwrap()
+        .interfaces;
+    let nic = ifaces
+        .iter()
+        .find(|i| i.name != "lo")
+        .unwrap_or_else(|| panic!("no network interface in the guest: {ifaces:?}"));
+    let lo = ifaces.iter().find(|i| i.name == "lo").unwrap();
+    assert!(
+        lo.ip_addresses.iter().any(|a| a.address == "127.0.0.1"),
+        "PID 1 brings lo up: {lo:?}"
+    );
+    let up = c
+        .update_interface(UpdateInterfaceRequest {
+            interface: Some(Interface {
+                hw_addr: nic.hw_addr.clone(),
+                name: "eth0".into(),
+                mtu: 1500,
+                ip_addresses: vec![IPAddress {
+                    family: IPFamily::V4,
+                    address: "10.0.2.15".into(),
+                    mask: "24".into(),
+                }],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    assert_eq!(up.name, "eth0");
+    let routes = c
+        .update_routes(UpdateRoutesRequest {
+            routes: Some(Routes {
+                routes: vec![Route {
+                    gateway: "10.0.2.2".into(),
+                    device: "eth0".into(),
+                    ..Default::default()
+                }],
+            }),
+        })
+        .await
+        .unwrap()
+        .routes;
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.dest.is_empty() && r.gateway == "10.0.2.2"),
+        "{routes:?}"
+    );
+
+    let (out, status) = run_in_guest_pid_ns(
+        &c,
+        "netprobe",
+        "awk '$5 == \"/\" { print \"root-fs:\" $(NF-2) }' /proc/1/mountinfo; \
+         wget -q -O - http://10.0.2.100:8080/ && echo; ip route",
+    )
+    .await;
+    assert_eq!(status, 0, "{out}");
+    assert!(
+        out.contains("root-fs:tmpfs"),
+        "agent root is not a tmpfs: {out}"
+    );
+    assert!(!out.contains("root-fs:rootfs"), "{out}");
+    assert!(out.contains("hello-from-host"), "{out}");
+    assert!(out.contains("default via 10.0.2.2 dev eth0"), "{out}");
+    // The guest kernel enforces the spec's seccomp profile.
+    common::seccomp_scenario(&c, IMAGE).await;
+    sb.shutdown().await.unwrap();
+}
+
 /// Deterministic incompressible bytes.
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed | 1;

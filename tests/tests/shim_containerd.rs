@@ -2,10 +2,11 @@
 //!
 //! The harness starts containerd with its own root, state and socket (CRI disabled), puts the
 //! shim on containerd's PATH, imports a busybox image built offline (umoci + skopeo), and runs
-//! the scenarios one after another (two TCG VMs at once would use the whole machine). After
-//! every scenario: no QEMU, vsock backend or shim process, no mount and no state left.
-//! Scenarios that need the agent's container RPCs print SKIPPED while the agent answers
-//! UNIMPLEMENTED for CreateContainer (issue 3).
+//! the scenarios one after another (two TCG VMs at once would use the whole machine), booting
+//! as few VMs as possible: one long-lived container serves exec, tty exec, ps, metrics,
+//! pause/resume, a containerd restart and kill. Faults: QEMU killed under a running task, the
+//! shim killed with SIGKILL. After every scenario: no QEMU, vsock backend or shim process, no
+//! mount, no VM state and no shim socket left.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -55,7 +56,7 @@ fn run(cmd: &mut Command) -> Output {
 
 struct Containerd {
     dir: tempfile::TempDir,
-    child: Child,
+    child: Option<Child>,
     shim_sockets_before: Vec<String>,
 }
 
@@ -69,6 +70,21 @@ fn shim_sockets() -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 impl Containerd {
@@ -119,13 +135,29 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             w = w.display()
         );
         std::fs::write(w.join("config.toml"), toml).unwrap();
-        let log = std::fs::File::create(w.join("containerd.log")).unwrap();
+        let mut c = Containerd {
+            dir,
+            child: None,
+            shim_sockets_before: shim_sockets(),
+        };
+        c.spawn();
+        c.import_busybox();
+        c
+    }
+
+    fn spawn(&mut self) {
+        let w = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(w.join("containerd.log"))
+            .unwrap();
         let path = format!(
             "{}:{}",
-            bin.display(),
+            w.join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let shim_sockets_before = shim_sockets();
+        let _ = std::fs::remove_file(self.sock());
         let child = Command::new("containerd")
             .arg("--config")
             .arg(w.join("config.toml"))
@@ -135,21 +167,34 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             .stderr(log)
             .spawn()
             .unwrap();
-        let c = Containerd {
-            dir,
-            child,
-            shim_sockets_before,
-        };
+        self.child = Some(child);
         let start = Instant::now();
-        while !c.sock().exists() {
+        while self
+            .ctr()
+            .arg("version")
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "containerd did not start"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        c.import_busybox();
-        c
+    }
+
+    /// Kills containerd (SIGKILL, as a crash would) and starts it again on the same state.
+    fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+        self.spawn();
+    }
+
+    fn containerd_pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
     fn sock(&self) -> PathBuf {
@@ -159,7 +204,18 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     fn ctr(&self) -> Command {
         let mut c = Command::new("ctr");
         c.arg("--address").arg(self.sock());
+        c.stdin(Stdio::null());
         c
+    }
+
+    /// `ctr ...` under a pseudo-terminal (`script`), for `-t`; exit status propagated.
+    fn ctr_tty(&self, args: &str) -> Output {
+        let cmd = format!("ctr --address {} {args}", self.sock().display());
+        Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     }
 
     fn import_busybox(&self) {
@@ -184,6 +240,42 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
     }
 
+    /// Pids of our processes whose command line contains `needle` (e.g. `qemu-system`).
+    fn our_processes(&self, needle: &str) -> Vec<u32> {
+        let w = self.dir.path().display().to_string();
+        processes_mentioning(&w)
+            .into_iter()
+            .filter(|p| *p != self.containerd_pid() && cmdline(*p).contains(needle))
+            .collect()
+    }
+
+    /// The status column of `ctr task ls` for `id` (None when not listed).
+    fn task_status(&self, id: &str) -> Option<String> {
+        let out = run(self.ctr().args(["task", "ls"]));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.first() == Some(&id))
+            .and_then(|f| f.get(2).map(|s| s.to_string()))
+    }
+
+    fn wait_status(&self, id: &str, want: Option<&str>) {
+        let start = Instant::now();
+        loop {
+            let got = self.task_status(id);
+            if got.as_deref() == want {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "task {id}: status {got:?}, want {want:?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Asserts nothing of ours is left: no process mentioning the work dir (QEMU, backend,
     /// shim), no mount under it, no VM state, no new shim socket.
     fn assert_clean(&self, what: &str) {
@@ -192,7 +284,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         loop {
             let procs: Vec<u32> = processes_mentioning(&w)
                 .into_iter()
-                .filter(|p| *p != self.child.id())
+                .filter(|p| *p != self.containerd_pid())
                 .collect();
             let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
             let mounted: Vec<&str> = mounts.lines().filter(|l| l.contains(&w)).collect();
@@ -211,6 +303,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
                 return;
             }
             if start.elapsed() > Duration::from_secs(15) {
+                let procs: Vec<String> = procs.iter().map(|p| cmdline(*p)).collect();
                 panic!(
                     "{what}: left behind: processes {procs:?}, mounts {mounted:?}, VM state {vmstate:?}, shim sockets {new_sockets:?}\n{}",
                     self.log()
@@ -223,8 +316,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -234,27 +329,57 @@ fn ctr_run(c: &Containerd, id: &str, extra: &[&str], args: &[&str]) -> Output {
         .args(extra)
         .arg(IMAGE)
         .arg(id)
-        .args(args)
-        .stdin(Stdio::null());
+        .args(args);
     cmd.output().unwrap()
 }
 
-fn waiting_on_agent(out: &Output) -> bool {
-    let err = String::from_utf8_lossy(&out.stderr);
-    if err.contains("CreateContainer is not implemented") {
-        eprintln!(
-            "SKIPPED (waiting on issue 3: the agent answers UNIMPLEMENTED for CreateContainer): {err}"
-        );
-        return true;
-    }
-    false
+fn image_ann() -> String {
+    format!("io.cocoon.image={IMAGE}")
+}
+
+/// Starts a detached long-running task `id` (`sleep 600`) and waits until it runs.
+fn run_detached(c: &Containerd, id: &str) {
+    let ann = image_ann();
+    let out = c
+        .ctr()
+        .args([
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME,
+            "--annotation",
+            &ann,
+            IMAGE,
+            id,
+        ])
+        .args(["sleep", "600"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out), c.log());
+    c.wait_status(id, Some("RUNNING"));
+}
+
+/// `ctr task delete` then `ctr container rm`; returns the delete's output.
+fn delete_task_and_container(c: &Containerd, id: &str) -> Output {
+    let out = c.ctr().args(["task", "delete", id]).output().unwrap();
+    run(c.ctr().args(["container", "rm", id]));
+    out
+}
+
+fn exec(c: &Containerd, id: &str, exec_id: &str, args: &[&str]) -> Output {
+    c.ctr()
+        .args(["task", "exec", "--exec-id", exec_id, id])
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
 fn shim_under_real_containerd() {
     let Some(guest) = guest_dir() else { return };
-    let c = Containerd::start(&guest);
-    let image_ann = format!("io.cocoon.image={IMAGE}");
+    let mut c = Containerd::start(&guest);
+    let ann = image_ann();
+    let test_start = Instant::now();
 
     // 1. A forbidden annotation is refused before any VM boots.
     let out = ctr_run(
@@ -264,7 +389,7 @@ fn shim_under_real_containerd() {
             "--annotation",
             "io.katacontainers.config.hypervisor.path=/tmp/evil-qemu",
             "--annotation",
-            &image_ann,
+            &ann,
         ],
         &["true"],
     );
@@ -283,35 +408,131 @@ fn shim_under_real_containerd() {
     assert!(err.contains("io.cocoon.image"), "{err}");
     c.assert_clean("missing image reference");
 
-    // 3. The VM boots through the shim; echo hi prints hi (needs the agent's container RPCs).
+    // 3. echo hi prints hi.
     let t = Instant::now();
-    let out = ctr_run(&c, "hello", &["--annotation", &image_ann], &["echo", "hi"]);
+    let out = ctr_run(&c, "hello", &["--annotation", &ann], &["echo", "hi"]);
     eprintln!("ctr run echo hi: {:?} in {:?}", out.status, t.elapsed());
-    if !waiting_on_agent(&out) {
-        assert!(
-            out.status.success(),
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            c.log()
-        );
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hi");
-        c.assert_clean("echo hi");
-        // Exit codes propagate.
-        let out = ctr_run(
-            &c,
-            "exit7",
-            &["--annotation", &image_ann],
-            &["sh", "-c", "exit 7"],
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(7),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    } else {
-        // The VM was booted and stopped again by the shim: nothing may remain.
-        assert!(c.log().contains("cocoon") || !out.status.success());
+    assert!(out.status.success(), "{}\n{}", text(&out), c.log());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    c.assert_clean("echo hi");
+
+    // 4. A tty run (-t): the process has a terminal; its exit code propagates.
+    let out = c.ctr_tty(&format!(
+        "run --rm -t --runtime {RUNTIME} --annotation {ann} {IMAGE} tty1 sh -c '[ -t 0 ] && [ -t 1 ] && echo is-a-tty; exit 3'"
+    ));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", text(&out), c.log());
+    // `[ -t 0 ] && [ -t 1 ]`: stdin and stdout of the process are a terminal.
+    assert!(stdout.contains("is-a-tty"), "{stdout:?}");
+    c.assert_clean("tty run");
+
+    // 5. One long-lived container: exec, tty exec, ps, metrics, pause/resume, containerd
+    //    restart, kill.
+    run_detached(&c, "long");
+    let out = exec(&c, "long", "e1", &["echo", "from-exec"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from-exec\n");
+    let out = exec(&c, "long", "e2", &["sh", "-c", "echo err >&2; exit 5"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    let out =
+        c.ctr_tty("task exec -t --exec-id t1 long sh -c '[ -t 0 ] && [ -t 1 ] && echo is-a-tty'");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("is-a-tty"),
+        "{}",
+        text(&out)
+    );
+
+    let qemu = c.our_processes("qemu-system");
+    assert_eq!(qemu.len(), 1, "one QEMU for the task");
+    let out = run(c.ctr().args(["task", "ps", "long"]));
+    let ps = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        ps.lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().next() == Some(&qemu[0].to_string())),
+        "ctr task ps lists the task's host pid (QEMU {}):\n{ps}",
+        qemu[0]
+    );
+    let out = run(c.ctr().args(["task", "metrics", "long"]));
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        metrics.contains("memory.usage_in_bytes") && metrics.contains("pids.current"),
+        "{metrics}"
+    );
+
+    run(c.ctr().args(["task", "pause", "long"]));
+    c.wait_status("long", Some("PAUSED"));
+    run(c.ctr().args(["task", "resume", "long"]));
+    c.wait_status("long", Some("RUNNING"));
+
+    let shims = c.our_processes("containerd-shim-cocoon-v2");
+    assert_eq!(shims.len(), 1, "one shim");
+    c.restart();
+    c.wait_status("long", Some("RUNNING"));
+    assert_eq!(
+        c.our_processes("containerd-shim-cocoon-v2"),
+        shims,
+        "the same shim survived the restart"
+    );
+    let out = exec(&c, "long", "e3", &["echo", "after-restart"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "after-restart\n",
+        "{}",
+        text(&out)
+    );
+
+    run(c.ctr().args(["task", "kill", "-s", "SIGKILL", "long"]));
+    c.wait_status("long", Some("STOPPED"));
+    // ctr task delete reports a non-zero exit status as a warning.
+    let out = delete_task_and_container(&c, "long");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exit code 137"),
+        "{}",
+        text(&out)
+    );
+    c.assert_clean("long-lived container");
+
+    // 6. Fault: QEMU killed under a running task -> the task exits with an error status.
+    run_detached(&c, "vmkill");
+    let qemu = c.our_processes("qemu-system");
+    assert_eq!(qemu.len(), 1);
+    run(Command::new("kill").args(["-9", &qemu[0].to_string()]));
+    c.wait_status("vmkill", Some("STOPPED"));
+    let out = delete_task_and_container(&c, "vmkill");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exit code 255"),
+        "{}",
+        text(&out)
+    );
+    c.assert_clean("QEMU killed");
+
+    // 7. Fault: the shim killed with SIGKILL -> containerd's `shim delete` cleans up; task
+    //    delete and container rm still work.
+    run_detached(&c, "shimkill");
+    let shim = c.our_processes("containerd-shim-cocoon-v2");
+    assert_eq!(shim.len(), 1);
+    run(Command::new("kill").args(["-9", &shim[0].to_string()]));
+    let start = Instant::now();
+    while c.task_status("shimkill").as_deref() == Some("RUNNING") {
+        assert!(start.elapsed() < Duration::from_secs(30), "{}", c.log());
+        std::thread::sleep(Duration::from_millis(100));
     }
-    c.assert_clean("after runs");
+    let out = c
+        .ctr()
+        .args(["task", "delete", "shimkill"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // containerd already ran `shim delete` and removed the task when the shim died.
+    assert!(
+        err.contains("exit code 137") || err.contains("not found"),
+        "{}",
+        text(&out)
+    );
+    run(c.ctr().args(["container", "rm", "shimkill"]));
+    c.assert_clean("shim killed");
+    eprintln!("all scenarios: {:?}", test_start.elapsed());
 }

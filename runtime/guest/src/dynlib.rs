@@ -88,6 +88,10 @@ pub fn runtime_files(
     binary: &[u8],
     library_dirs: &[PathBuf],
 ) -> Result<Vec<ExtraFile>, GuestBuildError> {
+    // Not an ELF file (e.g. a `#!` script as `/init` in tests): the loader has nothing to do.
+    if !binary.starts_with(b"\x7fELF") {
+        return Ok(Vec::new());
+    }
     let top = dynamic_needs(what, binary)?;
     let Some(interpreter) = top.interpreter.clone() else {
         return Ok(Vec::new());
@@ -193,8 +197,16 @@ mod tests {
     }
 
     #[test]
-    fn garbage_is_not_an_elf() {
-        let err = dynamic_needs("agent", b"#!/bin/sh\necho hi\n")
+    fn scripts_need_nothing_but_a_broken_elf_is_named() {
+        let script = b"#!/bin/sh\necho hi\n";
+        assert!(
+            runtime_files("init", script, &default_library_dirs())
+                .unwrap()
+                .is_empty()
+        );
+        let mut truncated = read("/bin/ls");
+        truncated.truncate(40);
+        let err = runtime_files("agent", &truncated, &default_library_dirs())
             .unwrap_err()
             .to_string();
         assert!(err.contains("agent"), "{err}");

@@ -1,0 +1,302 @@
+//! In-guest image pull end to end, in one TCG guest: Debian's `docker-registry` and an
+//! in-process `cocoon-kbs` on host loopback, reached from the guest only through QEMU's
+//! restricted user network (`guestfwd` 10.0.2.100:5000 -> registry, 10.0.2.101:8080 -> KBS).
+//! The agent pulls, verifies, decrypts (layer KEK released by the KBS after sample
+//! attestation, coco-dev) and unpacks the image inside the guest, and runs it.
+//!
+//! Scenarios: a plain image runs; an encrypted image under the KBS's default resource policy
+//! (sample evidence refused) fails CreateContainer with the KBS's reason and leaves no
+//! plaintext layer in the guest; after switching the KBS to the coco-dev policy the same
+//! image runs.
+//!
+//! Needs the guest image (`COCOON_GUEST_DIR`), docker-registry, skopeo, umoci, busybox-static.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../agent/agent/tests/common/mod.rs"]
+mod common;
+#[path = "../../guest-components/image/tests/common/mod.rs"]
+mod image_common;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use agent_protocol::AgentClient;
+use agent_protocol::types::*;
+use base64::Engine as _;
+use cocoon_kbs::{KbsConfig, KbsServer};
+use cocoon_tests::{coco_dev_config, guest_dir};
+use guest_image::ocicrypt::cipher::encrypt_stream;
+use guest_image::ocicrypt::keyprovider::wrap_packet;
+use runtime_qemu::sandbox::{BootOptions, Sandbox};
+
+const REGISTRY_IN_GUEST: &str = "10.0.2.100:5000";
+const KBS_IN_GUEST: &str = "http://10.0.2.101:8080";
+const KID: &str = "kbs:///default/key/busybox-kek";
+const COCO_DEV_POLICY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../attestation/kbs/config/policy-coco-dev.rego"
+);
+
+/// Re-encrypt every layer of `layout` (ocicrypt AES-256-CTR-HMAC-SHA256) and wrap each
+/// layer's options as a CoCo attestation-agent key-provider packet under `KID` with `kek`.
+fn encrypt_with_keyprovider(layout: &Path, kek: &[u8; 32]) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    image_common::edit_manifest(layout, |layout, manifest| {
+        for (i, layer) in manifest["layers"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .enumerate()
+        {
+            let digest = layer["digest"].as_str().unwrap().to_owned();
+            let hex = digest.strip_prefix("sha256:").unwrap();
+            let plain = fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
+            let symkey = [0x21 + i as u8; 32];
+            let nonce = [0x61 + i as u8; 16];
+            let mut ct = Vec::new();
+            let hmac = encrypt_stream(&symkey, &nonce, &plain[..], &mut ct).unwrap();
+            let privopts = serde_json::json!({
+                "symkey": b64.encode(symkey), "digest": digest,
+                "cipheroptions": {"nonce": b64.encode(nonce)}
+            });
+            let pubopts = serde_json::json!({
+                "cipher": "AES_256_CTR_HMAC_SHA256", "hmac": b64.encode(hmac), "cipheroptions": {}
+            });
+            let packet = wrap_packet(
+                KID,
+                kek,
+                &[i as u8 + 1; 12],
+                privopts.to_string().as_bytes(),
+            )
+            .unwrap();
+            let media = layer["mediaType"].as_str().unwrap().to_owned();
+            layer["mediaType"] = format!("{media}+encrypted").into();
+            layer["digest"] = image_common::write_blob(layout, &ct).into();
+            layer["size"] = ct.len().into();
+            layer["annotations"] = serde_json::json!({
+                "org.opencontainers.image.enc.keys.provider.attestation-agent": packet,
+                "org.opencontainers.image.enc.pubopts": b64.encode(pubopts.to_string()),
+            });
+        }
+    });
+}
+
+/// Runs `args` in a container of `image`; returns (stdout, exit status). `guest_run`
+/// bind-mounts the guest's /run read-only at /guest-run.
+async fn run_container(
+    c: &AgentClient,
+    cid: &str,
+    image: &str,
+    args: &[&str],
+    guest_run: bool,
+) -> Result<(String, i32), agent_protocol::ClientError> {
+    let mut req = common::create_req(cid, image, args);
+    if guest_run {
+        req.oci.as_mut().unwrap().mounts.push(Mount {
+            destination: "/guest-run".into(),
+            source: "/run".into(),
+            kind: "bind".into(),
+            options: vec!["rbind".into(), "ro".into()],
+        });
+    }
+    c.create_container(req).await?;
+    c.start_container(StartContainerRequest {
+        container_id: cid.into(),
+    })
+    .await
+    .unwrap();
+    let out = common::read_until(c, cid, "", false, "\u{0}never").await;
+    let status = common::wait(c, cid, "").await;
+    c.remove_container(RemoveContainerRequest {
+        container_id: cid.into(),
+        timeout: 10,
+    })
+    .await
+    .unwrap();
+    Ok((out, status))
+}
+
+async fn configure_network(c: &AgentClient) {
+    c.update_interface(UpdateInterfaceRequest {
+        interface: Some(Interface {
+            name: "eth0".into(),
+            mtu: 1500,
+            ip_addresses: vec![IPAddress {
+                family: IPFamily::V4,
+                address: "10.0.2.15".into(),
+                mask: "24".into(),
+            }],
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    c.update_routes(UpdateRoutesRequest {
+        routes: Some(Routes {
+            routes: vec![Route {
+                gateway: "10.0.2.2".into(),
+                device: "eth0".into(),
+                ..Default::default()
+            }],
+        }),
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "work in progress: needs a CA bundle in the guest (see NOTES-guest-pull.md); run with --ignored"]
+async fn pull_decrypt_and_run_inside_the_guest() {
+    let Some(guest) = guest_dir() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+
+    // Registry with a plain and a KBS-key-encrypted busybox image.
+    let registry = image_common::Registry::start();
+    let layout = image_common::build_busybox_image(w);
+    registry.push(&layout, "busybox", "plain/busybox:latest", &[]);
+    let enc = w.join("enc");
+    image_common::copy_layout(&layout, &enc);
+    let kek = [0x3cu8; 32];
+    encrypt_with_keyprovider(&enc, &kek);
+    registry.push(&enc, "busybox", "enc/busybox:latest", &[]);
+    let registry_port: u16 = registry.host.rsplit(':').next().unwrap().parse().unwrap();
+
+    // KBS holding the KEK; accepts sample evidence, default resource policy (refuses it).
+    let resources = w.join("kbs");
+    fs::create_dir_all(resources.join("default/key")).unwrap();
+    fs::write(resources.join("default/key/busybox-kek"), kek).unwrap();
+    let mut kbs_config = KbsConfig::for_loopback(resources);
+    kbs_config.allow_sample = true;
+    let kbs = KbsServer::start(kbs_config).await.unwrap();
+
+    let state = tempfile::tempdir().unwrap();
+    let mut cfg = coco_dev_config(&guest, state.path());
+    cfg.hypervisor.qemu.kernel_params = format!(
+        "agent.guest_pull=true agent.aa_kbc_params=cc_kbc::{KBS_IN_GUEST} \
+         agent.tee_class=coco-dev agent.insecure_registries={REGISTRY_IN_GUEST}"
+    );
+    let forward = |addr: &str, guest_port, host_port| runtime_qemu::GuestForward {
+        guest_addr: addr.parse().unwrap(),
+        guest_port,
+        host_port,
+    };
+    let opts = BootOptions {
+        id: "guest-pull".into(),
+        network: Some(runtime_qemu::UserNetwork {
+            forwards: vec![
+                forward("10.0.2.100", 5000, registry_port),
+                forward("10.0.2.101", 8080, kbs.addr.port()),
+            ],
+            relay_busybox: "/usr/bin/busybox".into(),
+        }),
+        ..Default::default()
+    };
+    let sb = Sandbox::boot(&cfg, &opts, runtime_qemu::host::kvm_usable())
+        .await
+        .unwrap();
+    let c = sb.agent().with_timeout(Some(Duration::from_secs(180)));
+    configure_network(&c).await;
+    // The registry answers through the guestfwd (checked from a baked-rootfs container).
+    let (out, status) = run_container(
+        &c,
+        "probe",
+        "cocoon-baked:busybox",
+        &[
+            "/bin/sh",
+            "-c",
+            "wget -q -O - http://10.0.2.100:5000/v2/; echo; echo probe-done",
+        ],
+        false,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nconsole:\n{}", sb.console()));
+    assert!(
+        out.contains("{}") && status == 0,
+        "registry not reachable: {out}"
+    );
+
+    // 1. Plain image: pulled in the guest (the baked tree has no /etc/app.conf).
+    let plain = format!("{REGISTRY_IN_GUEST}/plain/busybox:latest");
+    let (out, status) = run_container(
+        &c,
+        "plain",
+        &plain,
+        &["/bin/sh", "-c", "cat /etc/app.conf; echo; ls /opt/dir"],
+        false,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nconsole:\n{}", sb.console()));
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("owned by app"), "{out}");
+    assert!(
+        out.contains("fresh") && !out.contains("old"),
+        "opaque whiteout: {out}"
+    );
+
+    // 2. Encrypted image, default KBS policy: sample evidence gets no key.
+    let encrypted = format!("{REGISTRY_IN_GUEST}/enc/busybox:latest");
+    let err = run_container(&c, "enc-refused", &encrypted, &["/bin/true"], false)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(KID) && text.contains("PolicyDeny"),
+        "CreateContainer must say the KBS refused the key: {text}"
+    );
+    // No plaintext layer (nor any unpacked tree) is left in the guest.
+    let (listing, status) = run_container(
+        &c,
+        "inspect",
+        "cocoon-baked:busybox",
+        &[
+            "/bin/sh",
+            "-c",
+            "find /guest-run/kata-containers /guest-run/cocoon 2>&1; \
+             grep -rl 'owned by app' /guest-run/kata-containers /guest-run/cocoon 2>/dev/null; true",
+        ],
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 0, "{listing}");
+    assert!(
+        !listing.contains("enc-refused/") && !listing.contains(".partial"),
+        "leftovers of the refused pull: {listing}"
+    );
+    assert!(
+        !listing
+            .lines()
+            .any(|l| l.contains("/enc-refused") && !l.ends_with("enc-refused")),
+        "{listing}"
+    );
+
+    // 3. coco-dev policy: the key is released and the encrypted image runs.
+    let rego = fs::read_to_string(COCO_DEV_POLICY).unwrap();
+    kbs.state
+        .set_resource_policy(policy::Policy::from_rego("resource-policy", &rego).unwrap());
+    let (out, status) = run_container(
+        &c,
+        "enc-ok",
+        &encrypted,
+        &[
+            "/bin/sh",
+            "-c",
+            "echo decrypted-in-guest; cat /etc/app.conf",
+        ],
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 0, "{out}");
+    assert!(
+        out.contains("decrypted-in-guest") && out.contains("owned by app"),
+        "{out}"
+    );
+
+    sb.shutdown().await.unwrap();
+    kbs.stop().await;
+}
