@@ -256,7 +256,7 @@ async fn pull_decrypt_and_run_inside_the_guest() {
             "/bin/sh",
             "-c",
             "find /guest-run/kata-containers /guest-run/cocoon 2>&1; \
-             grep -rl 'owned by app' /guest-run/kata-containers /guest-run/cocoon 2>/dev/null; true",
+             find /guest-run/kata-containers /guest-run/cocoon -type f -exec grep -l 'owned by app' {} + 2>/dev/null; true",
         ],
         true,
     )
