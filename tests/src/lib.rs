@@ -2,6 +2,7 @@
 //! by `scripts/build-guest.sh`, runtime-class configs pointing at it, and leak checks.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use runtime_config::RuntimeClassConfig;
 
@@ -88,4 +89,47 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
         })
         .filter(|pid| process_alive(*pid))
         .collect()
+}
+
+/// `containerd-shim-cocoon-v2` in the calling test's profile dir (next to the test binary's
+/// `deps/`), built with the same target dir if absent.
+pub fn shim_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} has no profile dir", exe.display()))
+        .to_path_buf();
+    let bin = profile_dir.join("containerd-shim-cocoon-v2");
+    if !bin.is_file() {
+        let target = profile_dir
+            .parent()
+            .unwrap_or_else(|| panic!("{} has no target dir", profile_dir.display()));
+        let st = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-p",
+                "runtime-shim",
+                "--bin",
+                "containerd-shim-cocoon-v2",
+            ])
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(workspace_root())
+            .status()
+            .unwrap_or_else(|e| panic!("cargo build: {e}"));
+        assert!(st.success(), "building the shim failed");
+    }
+    bin
+}
+
+/// Runs `cmd` and returns its output; panics with both streams when it fails.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }

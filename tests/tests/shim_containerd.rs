@@ -13,46 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cocoon_tests::{guest_dir, guest_initrd, processes_mentioning, workspace_root};
+use cocoon_tests::{
+    guest_dir, guest_initrd, processes_mentioning, run_ok as run, shim_binary, workspace_root,
+};
 
 const IMAGE: &str = "docker.io/cocoon/busybox:test";
 const RUNTIME: &str = "io.containerd.cocoon.v2";
-
-/// The shim binary next to this test's target dir; built if absent.
-fn shim_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let bin = profile_dir.join("containerd-shim-cocoon-v2");
-    if !bin.is_file() {
-        let target = profile_dir.parent().unwrap();
-        let st = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "runtime-shim",
-                "--bin",
-                "containerd-shim-cocoon-v2",
-            ])
-            .env("CARGO_TARGET_DIR", target)
-            .current_dir(workspace_root())
-            .status()
-            .unwrap();
-        assert!(st.success(), "building the shim failed");
-    }
-    bin
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    if !out.status.success() {
-        panic!(
-            "{cmd:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
-}
 
 struct Containerd {
     dir: tempfile::TempDir,
