@@ -101,20 +101,7 @@ async fn run_in_guest_pid_ns(c: &AgentClient, cid: &str, script: &str) -> (Strin
     let linux = req.oci.as_mut().unwrap().linux.as_mut().unwrap();
     linux.namespaces.retain(|n| n.kind != "pid");
     c.create_container(req).await.unwrap();
-    c.start_container(StartContainerRequest {
-        container_id: cid.into(),
-    })
-    .await
-    .unwrap();
-    let out = common::read_until(c, cid, "", false, "\u{0}never").await;
-    let status = common::wait(c, cid, "").await;
-    c.remove_container(RemoveContainerRequest {
-        container_id: cid.into(),
-        timeout: 10,
-    })
-    .await
-    .unwrap();
-    (out, status)
+    common::start_collect_remove(c, cid).await
 }
 
 /// PID 1 left the initramfs (its `/` is a tmpfs, so containers get a real pivot_root), and
@@ -409,19 +396,8 @@ async fn agent_status(c: &AgentClient, cid: &str) -> String {
     let linux = req.oci.as_mut().unwrap().linux.as_mut().unwrap();
     linux.namespaces.retain(|n| n.kind != "pid");
     c.create_container(req).await.unwrap();
-    c.start_container(StartContainerRequest {
-        container_id: cid.into(),
-    })
-    .await
-    .unwrap();
-    let out = common::read_until(c, cid, "", false, "\u{0}never").await;
-    assert_eq!(common::wait(c, cid, "").await, 0);
-    c.remove_container(RemoveContainerRequest {
-        container_id: cid.into(),
-        timeout: 10,
-    })
-    .await
-    .unwrap();
+    let (out, status) = common::start_collect_remove(c, cid).await;
+    assert_eq!(status, 0);
     out
 }
 

@@ -101,20 +101,7 @@ async fn run_container(
         });
     }
     c.create_container(req).await?;
-    c.start_container(StartContainerRequest {
-        container_id: cid.into(),
-    })
-    .await
-    .unwrap();
-    let out = common::read_until(c, cid, "", false, "\u{0}never").await;
-    let status = common::wait(c, cid, "").await;
-    c.remove_container(RemoveContainerRequest {
-        container_id: cid.into(),
-        timeout: 10,
-    })
-    .await
-    .unwrap();
-    Ok((out, status))
+    Ok(common::start_collect_remove(c, cid).await)
 }
 
 async fn configure_network(c: &AgentClient) {

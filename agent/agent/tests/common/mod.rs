@@ -167,6 +167,25 @@ pub async fn wait(c: &AgentClient, cid: &str, exec: &str) -> i32 {
         .status
 }
 
+/// Starts a created container, reads its stdout to EOF, waits for it and removes it;
+/// returns the output and the exit status.
+pub async fn start_collect_remove(c: &AgentClient, cid: &str) -> (String, i32) {
+    c.start_container(StartContainerRequest {
+        container_id: cid.into(),
+    })
+    .await
+    .unwrap();
+    let out = read_until(c, cid, "", false, "\u{0}never").await;
+    let status = wait(c, cid, "").await;
+    c.remove_container(RemoveContainerRequest {
+        container_id: cid.into(),
+        timeout: 10,
+    })
+    .await
+    .unwrap();
+    (out, status)
+}
+
 /// Starts an exec'd process.
 pub async fn exec(c: &AgentClient, cid: &str, exec_id: &str, args: &[&str], tty: bool) {
     c.exec_process(ExecProcessRequest {
