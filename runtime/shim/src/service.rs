@@ -425,19 +425,19 @@ impl TaskService {
     /// is removed. Nothing happens when the VM was stopped on purpose (it is no longer held).
     async fn vm_died(&self) {
         let at = SystemTime::now();
-        let (vm, exits, pid) = {
-            let mut inner = self.inner.lock().await;
-            let Some(vm) = inner.vm.take() else { return };
-            inner.agent = None;
-            inner.stdin.clear();
-            let mut exits = Vec::new();
-            for c in inner.pod.containers.values_mut() {
-                for exec_id in c.all_exited(VM_GONE_STATUS, at) {
-                    exits.push((c.id.clone(), exec_id));
-                }
+        // The lock is held until the VM's processes are reaped and its state dir removed, so
+        // a concurrent Delete/Shutdown (which may end the shim process) waits for the cleanup.
+        let mut inner = self.inner.lock().await;
+        let Some(vm) = inner.vm.take() else { return };
+        inner.agent = None;
+        inner.stdin.clear();
+        let mut exits = Vec::new();
+        for c in inner.pod.containers.values_mut() {
+            for exec_id in c.all_exited(VM_GONE_STATUS, at) {
+                exits.push((c.id.clone(), exec_id));
             }
-            (vm, exits, inner.task_pid)
-        };
+        }
+        let pid = inner.task_pid;
         tracing::warn!(
             processes = exits.len(),
             "the sandbox VM exited unexpectedly"
@@ -445,6 +445,7 @@ impl TaskService {
         if let Err(e) = tokio::task::spawn_blocking(move || drop(vm)).await {
             tracing::warn!(error = %e, "cleaning up after the VM");
         }
+        drop(inner);
         self.exits.send_modify(|n| *n += 1);
         for (container_id, exec_id) in exits {
             let id = if exec_id.is_empty() {
