@@ -91,35 +91,34 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
         .collect()
 }
 
-/// `containerd-shim-cocoon-v2` in the calling test's profile dir (next to the test binary's
-/// `deps/`), built with the same target dir if absent.
+/// `containerd-shim-cocoon-v2` in the calling test's profile dir (see [`workspace_binary`]).
 pub fn shim_binary() -> PathBuf {
+    workspace_binary("runtime-shim", "containerd-shim-cocoon-v2")
+}
+
+/// Binary `bin` of workspace package `package` in the calling test's profile dir (next to
+/// the test binary's `deps/`), built with the same target dir if absent.
+pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .unwrap_or_else(|| panic!("{} has no profile dir", exe.display()))
         .to_path_buf();
-    let bin = profile_dir.join("containerd-shim-cocoon-v2");
-    if !bin.is_file() {
+    let path = profile_dir.join(bin);
+    if !path.is_file() {
         let target = profile_dir
             .parent()
             .unwrap_or_else(|| panic!("{} has no target dir", profile_dir.display()));
         let st = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "runtime-shim",
-                "--bin",
-                "containerd-shim-cocoon-v2",
-            ])
+            .args(["build", "-p", package, "--bin", bin])
             .env("CARGO_TARGET_DIR", target)
             .current_dir(workspace_root())
             .status()
             .unwrap_or_else(|e| panic!("cargo build: {e}"));
-        assert!(st.success(), "building the shim failed");
+        assert!(st.success(), "building {bin} failed");
     }
-    bin
+    path
 }
 
 /// Runs `cmd` and returns its output; panics with both streams when it fails.

@@ -3,6 +3,7 @@
 
 mod check;
 mod classes;
+mod demo;
 mod guest;
 mod keyprovider;
 mod measure_class;
@@ -44,6 +45,9 @@ enum Command {
     /// Pull images with the in-guest image code.
     #[command(subcommand)]
     Image(tools::ImageCommand),
+    /// The main job end to end: an encrypted image run by containerd in a coco-dev VM,
+    /// its key released by the KBS after attestation, pulled and decrypted in the guest.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +64,7 @@ fn main() -> std::process::ExitCode {
         Command::Measure(c) => tools::measure(c),
         Command::Attest(c) => tools::attest(c),
         Command::Image(c) => tools::image(c),
+        Command::Demo(a) => demo::run(&a).map(|()| std::process::ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
