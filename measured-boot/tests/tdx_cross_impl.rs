@@ -23,48 +23,23 @@ fn vectors() -> serde_json::Value {
 /// A PE32+ EFI application that also carries a Linux boot-protocol setup header
 /// ("HdrS", protocol 2.15) at 0x1f1, as a bzImage with an EFI stub does.
 fn synthetic_bzimage() -> Vec<u8> {
-    let mut img = common::det_bytes(11, 0x1800);
-    img[..0x80].fill(0);
-    img[..2].copy_from_slice(b"MZ");
-    img[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    let mut img = common::pe_image(&common::PeLayout {
+        seed: 11,
+        len: 0x1800,
+        zero_to: 0x1f1,
+        size_of_code: 0x1000,
+        size_of_image: 0x4000,
+        size_of_headers: 0x400,
+        checksum: 0,
+        sections: vec![
+            (*b".setup\0\0", 0x1000, 0x400, 0x1000),
+            (*b".text\0\0\0", 0x2000, 0x1400, 0x400),
+        ],
+    });
     let put16 =
         |img: &mut Vec<u8>, at: usize, v: u16| img[at..at + 2].copy_from_slice(&v.to_le_bytes());
     let put32 =
         |img: &mut Vec<u8>, at: usize, v: u32| img[at..at + 4].copy_from_slice(&v.to_le_bytes());
-    img[0x80..0x1f1].fill(0);
-    img[0x80..0x84].copy_from_slice(b"PE\0\0");
-    let coff = 0x84;
-    put16(&mut img, coff, 0x8664);
-    put16(&mut img, coff + 2, 2);
-    put16(&mut img, coff + 16, 0xf0);
-    put16(&mut img, coff + 18, 0x22);
-    let opt = coff + 20;
-    put16(&mut img, opt, 0x20b);
-    put32(&mut img, opt + 4, 0x1000);
-    put32(&mut img, opt + 16, 0x1000);
-    put32(&mut img, opt + 20, 0x1000);
-    put32(&mut img, opt + 32, 0x1000);
-    put32(&mut img, opt + 36, 0x200);
-    put32(&mut img, opt + 56, 0x4000);
-    put32(&mut img, opt + 60, 0x400);
-    put16(&mut img, opt + 68, 10);
-    put32(&mut img, opt + 108, 16);
-    let table = opt + 0xf0;
-    for (i, (name, va, ptr, size)) in [
-        (b".setup\0\0", 0x1000u32, 0x400u32, 0x1000u32),
-        (b".text\0\0\0", 0x2000, 0x1400, 0x400),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let s = table + i * 40;
-        img[s..s + 8].copy_from_slice(*name);
-        put32(&mut img, s + 8, *size);
-        put32(&mut img, s + 12, *va);
-        put32(&mut img, s + 16, *size);
-        put32(&mut img, s + 20, *ptr);
-        put32(&mut img, s + 36, 0x6000_0020);
-    }
     // Linux setup header (boot protocol 2.15), the fields QEMU's loader reads.
     img[0x1f1] = 1; // setup_sects
     img[0x202..0x206].copy_from_slice(b"HdrS");

@@ -171,50 +171,19 @@ fn sign_sha384(tool: &Path, dir: &Path, input: &Path, output: &Path) {
 /// A small PE32+ EFI application: two sections listed out of file order, data after
 /// the last section.
 fn synthetic_pe() -> Vec<u8> {
-    let mut img = common::det_bytes(7, 0x900);
-    img[..0x80].fill(0);
-    img[..2].copy_from_slice(b"MZ");
-    img[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
-    let put16 =
-        |img: &mut Vec<u8>, at: usize, v: u16| img[at..at + 2].copy_from_slice(&v.to_le_bytes());
-    let put32 =
-        |img: &mut Vec<u8>, at: usize, v: u32| img[at..at + 4].copy_from_slice(&v.to_le_bytes());
-    img[0x80..0x200].fill(0);
-    img[0x80..0x84].copy_from_slice(b"PE\0\0");
-    let coff = 0x84;
-    put16(&mut img, coff, 0x8664);
-    put16(&mut img, coff + 2, 2);
-    put16(&mut img, coff + 16, 0xf0);
-    put16(&mut img, coff + 18, 0x22);
-    let opt = coff + 20;
-    put16(&mut img, opt, 0x20b);
-    put32(&mut img, opt + 4, 0x400); // SizeOfCode
-    put32(&mut img, opt + 16, 0x1000); // entry point
-    put32(&mut img, opt + 20, 0x1000); // BaseOfCode
-    put32(&mut img, opt + 32, 0x1000); // SectionAlignment
-    put32(&mut img, opt + 36, 0x200); // FileAlignment
-    put32(&mut img, opt + 56, 0x3000); // SizeOfImage
-    put32(&mut img, opt + 60, 0x200); // SizeOfHeaders
-    put32(&mut img, opt + 64, 0x1234_5678); // CheckSum (excluded from the digest)
-    put16(&mut img, opt + 68, 10); // EFI application
-    put32(&mut img, opt + 108, 16);
-    let table = opt + 0xf0;
-    for (i, (name, va, ptr, size)) in [
-        (b".data\0\0\0", 0x2000u32, 0x600u32, 0x200u32),
-        (b".text\0\0\0", 0x1000, 0x200, 0x400),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let s = table + i * 40;
-        img[s..s + 8].copy_from_slice(*name);
-        put32(&mut img, s + 8, *size);
-        put32(&mut img, s + 12, *va);
-        put32(&mut img, s + 16, *size);
-        put32(&mut img, s + 20, *ptr);
-        put32(&mut img, s + 36, 0x6000_0020);
-    }
-    img
+    common::pe_image(&common::PeLayout {
+        seed: 7,
+        len: 0x900,
+        zero_to: 0x200,
+        size_of_code: 0x400,
+        size_of_image: 0x3000,
+        size_of_headers: 0x200,
+        checksum: 0x1234_5678,
+        sections: vec![
+            (*b".data\0\0\0", 0x2000, 0x600, 0x200),
+            (*b".text\0\0\0", 0x1000, 0x200, 0x400),
+        ],
+    })
 }
 
 #[test]

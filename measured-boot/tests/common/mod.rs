@@ -141,3 +141,64 @@ pub fn amdsev_like_sections() -> Vec<Section> {
         (0x80e000, 0x2000, 1),
     ]
 }
+
+/// Layout of a synthetic PE32+ EFI application built by [`pe_image`].
+pub struct PeLayout {
+    /// Seed of the deterministic filler bytes.
+    pub seed: u64,
+    /// File length.
+    pub len: usize,
+    /// Bytes 0x80..zero_to are zeroed before the headers are written.
+    pub zero_to: usize,
+    /// Optional header fields.
+    pub size_of_code: u32,
+    pub size_of_image: u32,
+    pub size_of_headers: u32,
+    pub checksum: u32,
+    /// Section table: (name, virtual address, file offset, size).
+    pub sections: Vec<([u8; 8], u32, u32, u32)>,
+}
+
+/// A small x86-64 PE32+ EFI application (DOS stub, PE header at 0x80, sections as given).
+pub fn pe_image(l: &PeLayout) -> Vec<u8> {
+    let mut img = det_bytes(l.seed, l.len);
+    img[..0x80].fill(0);
+    img[..2].copy_from_slice(b"MZ");
+    img[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    let put16 =
+        |img: &mut Vec<u8>, at: usize, v: u16| img[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 =
+        |img: &mut Vec<u8>, at: usize, v: u32| img[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    img[0x80..l.zero_to].fill(0);
+    img[0x80..0x84].copy_from_slice(b"PE\0\0");
+    let coff = 0x84;
+    put16(&mut img, coff, 0x8664);
+    put16(&mut img, coff + 2, l.sections.len() as u16);
+    put16(&mut img, coff + 16, 0xf0);
+    put16(&mut img, coff + 18, 0x22);
+    let opt = coff + 20;
+    put16(&mut img, opt, 0x20b);
+    put32(&mut img, opt + 4, l.size_of_code);
+    put32(&mut img, opt + 16, 0x1000); // entry point
+    put32(&mut img, opt + 20, 0x1000); // BaseOfCode
+    put32(&mut img, opt + 32, 0x1000); // SectionAlignment
+    put32(&mut img, opt + 36, 0x200); // FileAlignment
+    put32(&mut img, opt + 56, l.size_of_image);
+    put32(&mut img, opt + 60, l.size_of_headers);
+    if l.checksum != 0 {
+        put32(&mut img, opt + 64, l.checksum); // excluded from the digest
+    }
+    put16(&mut img, opt + 68, 10); // EFI application
+    put32(&mut img, opt + 108, 16);
+    let table = opt + 0xf0;
+    for (i, (name, va, ptr, size)) in l.sections.iter().enumerate() {
+        let s = table + i * 40;
+        img[s..s + 8].copy_from_slice(name);
+        put32(&mut img, s + 8, *size);
+        put32(&mut img, s + 12, *va);
+        put32(&mut img, s + 16, *size);
+        put32(&mut img, s + 20, *ptr);
+        put32(&mut img, s + 36, 0x6000_0020);
+    }
+    img
+}
