@@ -6,10 +6,12 @@
 //!
 //! Scenarios: a plain image runs; an encrypted image under the KBS's default resource policy
 //! (sample evidence refused) fails CreateContainer with the KBS's reason and leaves no
-//! plaintext layer in the guest; after switching the KBS to the coco-dev policy the same
-//! image runs.
+//! plaintext layer or unpacked tree in the guest's /run and /tmp (searched for a marker only
+//! the encrypted image holds); after switching the KBS to the coco-dev policy the same image
+//! is decrypted (the same search now finds the marker in its unpacked tree only) and runs.
 //!
-//! Needs the guest image (`COCOON_GUEST_DIR`), docker-registry, skopeo, umoci, busybox-static.
+//! Needs the guest image (`COCOON_GUEST_DIR`), docker-registry, skopeo, umoci, busybox-static,
+//! tar.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../agent/agent/tests/common/mod.rs"]
@@ -37,6 +39,51 @@ const COCO_DEV_POLICY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../attestation/kbs/config/policy-coco-dev.rego"
 );
+
+/// Text only the encrypted image holds (in its last layer, an uncompressed tar, so a leftover
+/// plaintext layer or unpacked tree contains it verbatim).
+const MARKER: &str = "only-in-the-encrypted-image-5c1e";
+/// A grep pattern matching [`MARKER`] but not itself (the inspecting container's own
+/// arguments are in the guest too).
+const MARKER_PATTERN: &str = "only-in-the-encrypted-image-5c1[e]";
+
+/// Appends an uncompressed layer holding `/secret/marker` ([`MARKER`]) to `layout`'s image.
+fn add_marker_layer(layout: &Path, work: &Path) {
+    let src = work.join("marker-src");
+    fs::create_dir_all(src.join("secret")).unwrap();
+    fs::write(src.join("secret/marker"), MARKER).unwrap();
+    let tar = work.join("marker.tar");
+    image_common::run(
+        std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&src)
+            .args(["--owner=0", "--group=0", "-cf"])
+            .arg(&tar)
+            .arg("secret"),
+    );
+    let layer = fs::read(&tar).unwrap();
+    image_common::edit_manifest(layout, |layout, manifest| {
+        let digest = image_common::write_blob(layout, &layer);
+        manifest["layers"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": digest, "size": layer.len(),
+            }));
+        // An uncompressed layer's diff_id is its own digest.
+        let config_hex =
+            manifest["config"]["digest"].as_str().unwrap()["sha256:".len()..].to_owned();
+        let mut config = image_common::read_json(&layout.join("blobs/sha256").join(config_hex));
+        config["rootfs"]["diff_ids"]
+            .as_array_mut()
+            .unwrap()
+            .push(digest.into());
+        let bytes = serde_json::to_vec(&config).unwrap();
+        manifest["config"]["digest"] = image_common::write_blob(layout, &bytes).into();
+        manifest["config"]["size"] = bytes.len().into();
+    });
+}
 
 /// Re-encrypt every layer of `layout` (ocicrypt AES-256-CTR-HMAC-SHA256) and wrap each
 /// layer's options as a CoCo attestation-agent key-provider packet under `KID` with `kek`.
@@ -82,26 +129,53 @@ fn encrypt_with_keyprovider(layout: &Path, kek: &[u8; 32]) {
     });
 }
 
-/// Runs `args` in a container of `image`; returns (stdout, exit status). `guest_run`
-/// bind-mounts the guest's /run read-only at /guest-run.
+/// Runs `args` in a container of `image`, with `binds` (guest path, container path) bind
+/// mounted read-only; returns (stdout, exit status).
 async fn run_container(
     c: &AgentClient,
     cid: &str,
     image: &str,
     args: &[&str],
-    guest_run: bool,
+    binds: &[(&str, &str)],
 ) -> Result<(String, i32), agent_protocol::ClientError> {
     let mut req = common::create_req(cid, image, args);
-    if guest_run {
+    for (source, destination) in binds {
+        // Plain (not recursive) binds: the guest's tmpfs contents without the mounts on it.
+        // An `rbind` of /run would also carry this container's own rootfs submounts (its
+        // /proc, /sys, /dev), and a recursive grep then blocks forever reading /proc/kmsg.
         req.oci.as_mut().unwrap().mounts.push(Mount {
-            destination: "/guest-run".into(),
-            source: "/run".into(),
+            destination: (*destination).into(),
+            source: (*source).into(),
             kind: "bind".into(),
-            options: vec!["rbind".into(), "ro".into()],
+            options: vec!["bind".into(), "ro".into()],
         });
     }
     c.create_container(req).await?;
     Ok(common::start_collect_remove(c, cid).await)
+}
+
+/// What the guest's /run and /tmp (both tmpfs: image staging, unpacked rootfs and blob cache
+/// live there) hold: (every path, the files containing [`MARKER`]).
+async fn inspect_guest(c: &AgentClient, cid: &str) -> (String, Vec<String>) {
+    let script = format!(
+        "find /guest-run /guest-tmp; echo ==grep==; \
+         find /guest-run /guest-tmp -type f -exec grep -l '{MARKER_PATTERN}' {{}} +; true"
+    );
+    let (out, status) = run_container(
+        c,
+        cid,
+        "cocoon-baked:busybox",
+        &["/bin/sh", "-c", &script],
+        &[("/run", "/guest-run"), ("/tmp", "/guest-tmp")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 0, "{out}");
+    let (listing, hits) = out.split_once("==grep==\n").expect("inspect output");
+    (
+        listing.to_owned(),
+        hits.lines().map(str::to_owned).collect(),
+    )
 }
 
 async fn configure_network(c: &AgentClient) {
@@ -133,7 +207,6 @@ async fn configure_network(c: &AgentClient) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "work in progress: needs a CA bundle in the guest (see NOTES-guest-pull.md); run with --ignored"]
 async fn pull_decrypt_and_run_inside_the_guest() {
     let Some(guest) = guest_dir() else {
         return;
@@ -147,6 +220,7 @@ async fn pull_decrypt_and_run_inside_the_guest() {
     registry.push(&layout, "busybox", "plain/busybox:latest", &[]);
     let enc = w.join("enc");
     image_common::copy_layout(&layout, &enc);
+    add_marker_layer(&enc, w);
     let kek = [0x3cu8; 32];
     encrypt_with_keyprovider(&enc, &kek);
     registry.push(&enc, "busybox", "enc/busybox:latest", &[]);
@@ -197,7 +271,7 @@ async fn pull_decrypt_and_run_inside_the_guest() {
             "-c",
             "wget -q -O - http://10.0.2.100:5000/v2/; echo; echo probe-done",
         ],
-        false,
+        &[],
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\nconsole:\n{}", sb.console()));
@@ -213,7 +287,7 @@ async fn pull_decrypt_and_run_inside_the_guest() {
         "plain",
         &plain,
         &["/bin/sh", "-c", "cat /etc/app.conf; echo; ls /opt/dir"],
-        false,
+        &[],
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\nconsole:\n{}", sb.console()));
@@ -226,7 +300,7 @@ async fn pull_decrypt_and_run_inside_the_guest() {
 
     // 2. Encrypted image, default KBS policy: sample evidence gets no key.
     let encrypted = format!("{REGISTRY_IN_GUEST}/enc/busybox:latest");
-    let err = run_container(&c, "enc-refused", &encrypted, &["/bin/true"], false)
+    let err = run_container(&c, "enc-refused", &encrypted, &["/bin/true"], &[])
         .await
         .unwrap_err();
     let text = err.to_string();
@@ -234,53 +308,53 @@ async fn pull_decrypt_and_run_inside_the_guest() {
         text.contains(KID) && text.contains("PolicyDeny"),
         "CreateContainer must say the KBS refused the key: {text}"
     );
-    // No plaintext layer (nor any unpacked tree) is left in the guest.
-    let (listing, status) = run_container(
-        &c,
-        "inspect",
-        "cocoon-baked:busybox",
-        &[
-            "/bin/sh",
-            "-c",
-            "find /guest-run/kata-containers /guest-run/cocoon 2>&1; \
-             find /guest-run/kata-containers /guest-run/cocoon -type f -exec grep -l 'owned by app' {} + 2>/dev/null; true",
-        ],
-        true,
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 0, "{listing}");
+    // No plaintext layer (nor any unpacked tree) of the refused image is left in the guest.
+    let (listing, hits) = inspect_guest(&c, "inspect").await;
     assert!(
-        !listing.contains("enc-refused/") && !listing.contains(".partial"),
-        "leftovers of the refused pull: {listing}"
+        listing.contains("/guest-run/cocoon/image-cache/") && listing.contains("/guest-tmp"),
+        "the inspection does not see the guest's /run and /tmp: {listing}"
+    );
+    assert!(
+        !listing.contains(".partial"),
+        "staging leftovers of the refused pull: {listing}"
     );
     assert!(
         !listing
             .lines()
-            .any(|l| l.contains("/enc-refused") && !l.ends_with("enc-refused")),
-        "{listing}"
+            .any(|l| l.contains("/enc-refused") && !l.ends_with("/enc-refused")),
+        "leftovers of the refused pull: {listing}"
     );
+    assert!(hits.is_empty(), "plaintext of the refused image: {hits:?}");
 
-    // 3. coco-dev policy: the key is released and the encrypted image runs.
+    // 3. coco-dev policy: the key is released and the encrypted image is pulled, decrypted
+    // and unpacked at CreateContainer.
     let rego = fs::read_to_string(COCO_DEV_POLICY).unwrap();
     kbs.state
         .set_resource_policy(policy::Policy::from_rego("resource-policy", &rego).unwrap());
-    let (out, status) = run_container(
-        &c,
+    let req = common::create_req(
         "enc-ok",
         &encrypted,
         &[
             "/bin/sh",
             "-c",
-            "echo decrypted-in-guest; cat /etc/app.conf",
+            "echo decrypted-in-guest; cat /secret/marker; echo; cat /etc/app.conf",
         ],
-        false,
-    )
-    .await
-    .unwrap();
+    );
+    c.create_container(req)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nconsole:\n{}", sb.console()));
+    // The inspection sees plaintext where it is (the unpacked tree of the created
+    // container), so its empty result above means something.
+    let (_, hits) = inspect_guest(&c, "inspect2").await;
+    assert_eq!(
+        hits,
+        ["/guest-run/kata-containers/enc-ok/image-rootfs/secret/marker"],
+        "the decrypted tree must be (only) where the agent put it"
+    );
+    let (out, status) = common::start_collect_remove(&c, "enc-ok").await;
     assert_eq!(status, 0, "{out}");
     assert!(
-        out.contains("decrypted-in-guest") && out.contains("owned by app"),
+        out.contains("decrypted-in-guest") && out.contains(MARKER) && out.contains("owned by app"),
         "{out}"
     );
 
