@@ -15,7 +15,7 @@ use ttrpc::r#async::transport::Socket;
 
 use crate::address::AgentAddress;
 use crate::convert::Wire;
-use crate::error::{ClientError, from_ttrpc_status};
+use crate::error::{ClientError, Code, from_ttrpc_status};
 use crate::request::{AgentRequest, AgentResponse, ResponseBody};
 use crate::rpc_table::with_rpc_table;
 use crate::types::*;
@@ -184,7 +184,17 @@ fn client_error(
     match err {
         ttrpc::Error::RpcStatus(status) => {
             let (code, message) = from_ttrpc_status(&status);
-            ClientError::Rpc { code, message }
+            match timeout {
+                // The agent enforced the deadline this client sent with the request: the
+                // same outcome as the client's own timer firing first.
+                Some(limit) if code == Code::DeadlineExceeded && started.elapsed() >= limit => {
+                    ClientError::Timeout {
+                        rpc,
+                        timeout_ms: limit.as_millis(),
+                    }
+                }
+                _ => ClientError::Rpc { code, message },
+            }
         }
         other => match timeout {
             Some(limit) if started.elapsed() >= limit => ClientError::Timeout {
