@@ -28,7 +28,11 @@ pub(crate) async fn handle(s: &Services, req: AgentRequest) -> Result<AgentRespo
             s,
             r.mem_block_size,
         ))),
-        AgentRequest::CreateSandbox(r) => s.sandbox.create(&r).and(EMPTY),
+        AgentRequest::CreateSandbox(r) => s
+            .sandbox
+            .create(&r)
+            .map(|()| c.set_sandbox_pidns(r.sandbox_pidns))
+            .and(EMPTY),
         AgentRequest::DestroySandbox(_) => {
             c.remove_all().await;
             s.sandbox.destroy();

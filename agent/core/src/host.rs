@@ -54,6 +54,9 @@ pub struct ContainerPlan {
     /// Init pid of the pod's first (sandbox) container, whose IPC and UTS namespaces later
     /// containers join; `None` for the first container.
     pub sandbox_init_pid: Option<i32>,
+    /// Join the pid namespace of `sandbox_init_pid` instead of getting one's own (the pod
+    /// shares one pid namespace: `sandbox_pidns`). Only set together with `sandbox_init_pid`.
+    pub join_sandbox_pid_ns: bool,
 }
 
 /// A host-side failure. The text is safe to send to the host (no Debug dumps, no secrets).

@@ -50,18 +50,14 @@ impl SandboxService {
 
     /// CreateSandbox: records the sandbox id (once). Storages must be empty: shared
     /// filesystems from the host are never mounted, and guest-pulled images come per
-    /// container.
+    /// container. `sandbox_pidns` is applied by the container service (see
+    /// [`ContainerService::set_sandbox_pidns`](crate::ContainerService::set_sandbox_pidns)).
     pub fn create(&self, req: &CreateSandboxRequest) -> Result<(), AgentError> {
         if let Some(st) = req.storages.first() {
             return Err(AgentError::invalid_argument(format!(
                 "CreateSandbox storage driver {:?} is not accepted: the guest mounts no host-provided filesystems",
                 st.driver
             )));
-        }
-        if req.sandbox_pidns {
-            return Err(AgentError::invalid_argument(
-                "sandbox_pidns (one pid namespace for the pod) is not supported yet",
-            ));
         }
         let mut id = self.sandbox_id.lock().unwrap_or_else(|p| p.into_inner());
         if id.is_some() {

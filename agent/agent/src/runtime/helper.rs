@@ -59,7 +59,7 @@ fn run(plan: HelperPlan, control: &mut UnixStream) -> Res<()> {
     match &plan.setup {
         Setup::Create(setup) => {
             create(setup)?;
-            control.write_all(b"ok\n").map_err(|e| errno("report", e))?;
+            report_ok(control, &plan.process)?;
             let mut go = [0u8; 1];
             match control.read(&mut go) {
                 Ok(1) => {}
@@ -72,10 +72,21 @@ fn run(plan: HelperPlan, control: &mut UnixStream) -> Res<()> {
         }
         Setup::Exec { init_pid } => {
             enter(*init_pid)?;
-            control.write_all(b"ok\n").map_err(|e| errno("report", e))?;
+            report_ok(control, &plan.process)?;
         }
     }
     exec_process(&plan.process)
+}
+
+/// Answers `ok`; for a terminal process first opens the pty in the container's devpts
+/// (now that we are in its mount namespace) and sends the master along with the answer.
+fn report_ok(control: &mut UnixStream, p: &ProcessPlan) -> Res<()> {
+    if p.terminal {
+        let master = super::tty::open_in_container(p.console_size)?;
+        super::tty::send_with_fd(control, b"ok\n", &master)
+    } else {
+        control.write_all(b"ok\n").map_err(|e| errno("report", e))
+    }
 }
 
 fn enter(init_pid: i32) -> Res<()> {
@@ -123,11 +134,16 @@ fn create(s: &ContainerSetup) -> Res<()> {
     )
     .map_err(|e| errno("bind rootfs", e))?;
     let mut dev_mounted = false;
+    let mut pts_mounted = false;
     for m in &s.mounts {
         do_mount(&root, m)?;
         dev_mounted |= m.destination == "/dev";
+        pts_mounted |= m.destination.trim_end_matches('/') == "/dev/pts";
     }
     if dev_mounted {
+        if !pts_mounted {
+            mount_own_devpts(&root)?;
+        }
         populate_dev(&root)?;
     }
     for d in &s.devices {
@@ -243,6 +259,21 @@ fn do_mount(root: &Path, m: &MountPlan) -> Res<()> {
         .map_err(|e| errno(&format!("{what} (propagation)"), e))?;
     }
     Ok(())
+}
+
+/// A spec that mounts a fresh /dev but no /dev/pts still gets a devpts instance of its own
+/// (terminals are allocated from it, never from the agent's).
+fn mount_own_devpts(root: &Path) -> Res<()> {
+    let target = root.join("dev/pts");
+    std::fs::create_dir_all(&target).map_err(|e| errno("mkdir /dev/pts", e))?;
+    mount(
+        Some("devpts"),
+        &target,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .map_err(|e| errno("mount devpts on /dev/pts", e))
 }
 
 fn populate_dev(root: &Path) -> Res<()> {

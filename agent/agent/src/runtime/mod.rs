@@ -12,7 +12,7 @@ pub mod spawn;
 mod tty;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -91,9 +91,8 @@ impl LinuxHost {
         clone_flags: u64,
         join_pid_ns_of: Option<i32>,
         plan: &HelperPlan,
-        console: Option<(u16, u16)>,
     ) -> Result<Spawn, HostError> {
-        let (child, io) = stdio(plan.process.terminal, console)?;
+        let (child, pipes) = stdio(plan.process.terminal)?;
         let (control, child_control) =
             UnixStream::pair().map_err(|e| HostError::io("socketpair", e))?;
         let fds = ChildFds {
@@ -118,13 +117,30 @@ impl LinuxHost {
             .map_err(|e| HostError::InvalidArgument(format!("encode plan: {e}")))?;
         let answer = blocking_exchange(control, json).await;
         match answer {
-            Ok((control, line)) if line == "ok" => Ok(Spawn {
-                pid,
-                io,
-                exit,
-                control,
-            }),
-            Ok((_, line)) => {
+            Ok((control, line, master)) if line == "ok" => {
+                // A terminal process: the helper sent the master of the pty it opened in
+                // the container's devpts.
+                let io = match (pipes, master) {
+                    (Some(io), _) => Ok(io),
+                    (None, Some(master)) => tty::io_from_master(master),
+                    (None, None) => Err(HostError::FailedPrecondition(
+                        "container process sent no terminal".into(),
+                    )),
+                };
+                match io {
+                    Ok(io) => Ok(Spawn {
+                        pid,
+                        io,
+                        exit,
+                        control,
+                    }),
+                    Err(e) => {
+                        kill();
+                        Err(e)
+                    }
+                }
+            }
+            Ok((_, line, _)) => {
                 kill();
                 Err(helper_error(&line))
             }
@@ -143,11 +159,12 @@ fn helper_error(line: &str) -> HostError {
     }
 }
 
-/// Sends the length-prefixed plan and reads one answer line (blocking, in a worker thread).
+/// Sends the length-prefixed plan and reads one answer line (blocking, in a worker thread),
+/// with the descriptor that came with it (a terminal's master).
 async fn blocking_exchange(
     mut control: UnixStream,
     plan: Vec<u8>,
-) -> Result<(UnixStream, String), HostError> {
+) -> Result<(UnixStream, String, Option<OwnedFd>), HostError> {
     tokio::task::spawn_blocking(move || {
         control
             .set_read_timeout(Some(SETUP_TIMEOUT))
@@ -157,22 +174,24 @@ async fn blocking_exchange(
             .write_all(&len)
             .and_then(|_| control.write_all(&plan))
             .map_err(|e| HostError::io("send plan to container process", e))?;
-        let line = read_line(&mut control)?;
-        Ok((control, line))
+        let mut fd = None;
+        let line = read_line(&mut control, &mut fd)?;
+        Ok((control, line, fd))
     })
     .await
     .map_err(|_| HostError::FailedPrecondition("setup task failed".into()))?
 }
 
-fn read_line(control: &mut UnixStream) -> Result<String, HostError> {
+fn read_line(control: &mut UnixStream, fd: &mut Option<OwnedFd>) -> Result<String, HostError> {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     loop {
-        match control.read(&mut byte) {
+        match tty::recv_with_fd(control, &mut byte, fd) {
             Ok(0) => break,
             Ok(_) if byte[0] == b'\n' => break,
             Ok(_) if line.len() < 4096 => line.push(byte[0]),
             Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e)
                 if e.kind() == std::io::ErrorKind::WouldBlock
                     || e.kind() == std::io::ErrorKind::TimedOut =>
@@ -191,7 +210,7 @@ async fn await_exec(mut control: UnixStream) -> Result<(), HostError> {
         control
             .set_read_timeout(Some(SETUP_TIMEOUT))
             .map_err(|e| HostError::io("control socket", e))?;
-        let line = read_line(&mut control)?;
+        let line = read_line(&mut control, &mut None)?;
         if line.is_empty() {
             Ok(())
         } else {
@@ -204,12 +223,11 @@ async fn await_exec(mut control: UnixStream) -> Result<(), HostError> {
 
 type ChildStdio = (OwnedFd, OwnedFd, OwnedFd);
 
-fn stdio(
-    terminal: bool,
-    console: Option<(u16, u16)>,
-) -> Result<(ChildStdio, ProcessIo), HostError> {
+/// The helper's stdio, and the agent's ends when they are pipes. A terminal helper starts
+/// with `/dev/null` and replaces it by the pty it opens inside the container.
+fn stdio(terminal: bool) -> Result<(ChildStdio, Option<ProcessIo>), HostError> {
     if terminal {
-        return tty::open(console);
+        return Ok((tty::null_stdio()?, None));
     }
     let flags = nix::fcntl::OFlag::O_CLOEXEC;
     let (in_r, in_w) = pipe2(flags).map_err(io_err("pipe"))?;
@@ -222,13 +240,7 @@ fn stdio(
         stderr: Some(Box::new(wrap(err_r)?)),
         tty: None,
     };
-    Ok(((in_r, out_w, err_w), io))
-}
-
-fn console_size(p: &oci_spec::runtime::Process) -> Option<(u16, u16)> {
-    p.console_size()
-        .as_ref()
-        .map(|b| (b.height() as u16, b.width() as u16))
+    Ok(((in_r, out_w, err_w), Some(io)))
 }
 
 #[async_trait::async_trait]
@@ -258,7 +270,10 @@ impl ContainerHost for LinuxHost {
         };
         helper_plan.process.seccomp = filters.clone();
         let mut flags = libc::CLONE_NEWNS as u64;
-        if ns.pid {
+        // sandbox_pidns: the container's processes live in the sandbox container's pid
+        // namespace (its init is not pid 1 there) instead of a namespace of their own.
+        let join_pid_ns_of = plan.sandbox_init_pid.filter(|_| plan.join_sandbox_pid_ns);
+        if ns.pid && join_pid_ns_of.is_none() {
             flags |= libc::CLONE_NEWPID as u64;
         }
         if plan.sandbox_init_pid.is_none() {
@@ -271,9 +286,7 @@ impl ContainerHost for LinuxHost {
         }
         let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
         self.cgroups.create(cid, resources)?;
-        let spawned = self
-            .spawn(cid, flags, None, &helper_plan, console_size(process))
-            .await;
+        let spawned = self.spawn(cid, flags, join_pid_ns_of, &helper_plan).await;
         let s = match spawned {
             Ok(s) => s,
             Err(e) => {
@@ -329,9 +342,7 @@ impl ContainerHost for LinuxHost {
             process: plan::process_plan(process).map_err(HostError::InvalidArgument)?,
         };
         helper_plan.process.seccomp = filters;
-        let s = self
-            .spawn(cid, 0, Some(init_pid), &helper_plan, console_size(process))
-            .await?;
+        let s = self.spawn(cid, 0, Some(init_pid), &helper_plan).await?;
         let pid = s.pid;
         if let Err(e) = await_exec(s.control).await {
             // SAFETY: kill(2) on our own child.

@@ -122,6 +122,9 @@ pub struct ProcessPlan {
     pub terminal: bool,
     /// `/proc/self/oom_score_adj`.
     pub oom_score_adj: Option<i32>,
+    /// Initial terminal size (rows, columns) for a terminal process.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
     /// Compiled seccomp filters of the container (empty: none).
     #[serde(default)]
     pub seccomp: super::seccomp::Filters,
@@ -302,6 +305,10 @@ fn cap_set(set: &Option<std::collections::HashSet<Capability>>) -> Vec<u8> {
     v
 }
 
+fn clamp_u16(v: u64) -> u16 {
+    u16::try_from(v).unwrap_or(u16::MAX)
+}
+
 /// The process part of the plan.
 pub fn process_plan(p: &oci_spec::runtime::Process) -> Result<ProcessPlan, String> {
     let args = p.args().clone().unwrap_or_default();
@@ -343,6 +350,10 @@ pub fn process_plan(p: &oci_spec::runtime::Process) -> Result<ProcessPlan, Strin
         caps,
         no_new_privileges: p.no_new_privileges().unwrap_or(false),
         terminal: p.terminal().unwrap_or(false),
+        console_size: p
+            .console_size()
+            .as_ref()
+            .map(|b| (clamp_u16(b.height()), clamp_u16(b.width()))),
         // The proto has no presence: 0 means unset.
         oom_score_adj: p.oom_score_adj().filter(|v| *v != 0),
         // Filled in by the host from the container's profile.

@@ -215,9 +215,29 @@ fn code(r: Result<(), ClientError>) -> Code {
     r.err().map(|e| e.code()).unwrap_or(Code::Ok)
 }
 
+/// Checks the output of `tty` in a `terminal: true` process: no NUL byte anywhere, and the
+/// slave is a `/dev/pts/N` of the container's own devpts (ttyname resolves inside it).
+pub fn assert_tty_output(out: &str) {
+    assert!(
+        !out.contains('\u{0}'),
+        "NUL byte in terminal output: {out:?}"
+    );
+    let name = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("/dev/") || l.contains("not a tty"))
+        .unwrap_or_else(|| panic!("no `tty` answer in {out:?}"));
+    let n = name.strip_prefix("/dev/pts/");
+    assert!(
+        n.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+        "`tty` printed {name:?}; full output {out:?}"
+    );
+}
+
 /// The lifecycle scenario: a busybox pod container (`cat`), a second container joining the
-/// pod's UTS namespace, execs with stdout/stderr/exit codes, SIGKILL (137), a tty resize seen
-/// by `stty size`, stats, pause/resume, malformed CopyFile, removal. `image` names the baked
+/// pod's UTS namespace, one joining its pid namespace (`sandbox_pidns`), execs with
+/// stdout/stderr/exit codes, SIGKILL (137), a tty resize seen by `stty size`, a terminal
+/// container init, stats, pause/resume, malformed CopyFile, removal. `image` names the baked
 /// busybox rootfs.
 pub async fn lifecycle(c: &AgentClient, image: &str) {
     c.create_sandbox(CreateSandboxRequest {
@@ -293,7 +313,14 @@ pub async fn lifecycle(c: &AgentClient, image: &str) {
     assert_eq!(err.code(), Code::NotFound);
 
     // A terminal: resize, then `stty size` sees it.
-    exec(c, "pod", "tty", &["sh", "-c", "read x; stty size"], true).await;
+    exec(
+        c,
+        "pod",
+        "tty",
+        &["sh", "-c", "read x; tty; stty size"],
+        true,
+    )
+    .await;
     c.tty_win_resize(TtyWinResizeRequest {
         container_id: "pod".into(),
         exec_id: "tty".into(),
@@ -305,6 +332,7 @@ pub async fn lifecycle(c: &AgentClient, image: &str) {
     write(c, "pod", "tty", b"go\n").await;
     let out = read_until(c, "pod", "tty", false, "33 101").await;
     assert!(out.contains("33 101"), "{out:?}");
+    assert_tty_output(&out);
     assert_eq!(wait(c, "pod", "tty").await, 0);
 
     // Stats.
@@ -368,6 +396,55 @@ pub async fn lifecycle(c: &AgentClient, image: &str) {
     .unwrap();
     assert_eq!(read_until(c, "c2", "", false, "\n").await, "pod\n");
     assert_eq!(wait(c, "c2", "").await, 0);
+
+    // sandbox_pidns on one CreateContainer: the container joins the pod container's pid
+    // namespace, so its pid 1 is the pod's `cat` (in a namespace of its own it would be `sh`).
+    let mut p2 = create_req("p2", image, &["sh", "-c", "cat /proc/1/comm; echo mine=$$"]);
+    p2.sandbox_pidns = true;
+    c.create_container(p2).await.unwrap();
+    c.start_container(StartContainerRequest {
+        container_id: "p2".into(),
+    })
+    .await
+    .unwrap();
+    let out = read_until(c, "p2", "", false, "\u{0}never").await;
+    assert!(
+        out.starts_with("cat\n"),
+        "pid 1 seen by a sandbox_pidns container: {out:?}"
+    );
+    assert!(!out.contains("mine=1\n"), "{out:?}");
+    assert_eq!(wait(c, "p2", "").await, 0);
+    c.remove_container(RemoveContainerRequest {
+        container_id: "p2".into(),
+        timeout: 10,
+    })
+    .await
+    .unwrap();
+
+    // A terminal container init: its pty comes from its own devpts, sized by consoleSize.
+    let mut t1 = create_req("t1", image, &["sh", "-c", "tty; stty size; exit 4"]);
+    let p = t1.oci.as_mut().unwrap().process.as_mut().unwrap();
+    p.terminal = true;
+    p.console_size = Some(ConsoleBox {
+        height: 41,
+        width: 123,
+    });
+    c.create_container(t1).await.unwrap();
+    c.start_container(StartContainerRequest {
+        container_id: "t1".into(),
+    })
+    .await
+    .unwrap();
+    let out = read_until(c, "t1", "", false, "\u{0}never").await;
+    assert!(out.contains("41 123"), "{out:?}");
+    assert_tty_output(&out);
+    assert_eq!(wait(c, "t1", "").await, 4);
+    c.remove_container(RemoveContainerRequest {
+        container_id: "t1".into(),
+        timeout: 10,
+    })
+    .await
+    .unwrap();
 
     // Malformed requests: clear errors, the agent keeps serving.
     for path in [

@@ -7,6 +7,7 @@ pub mod stdio;
 pub mod user;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +61,8 @@ pub struct ContainerService {
     images: Arc<dyn ImageService>,
     containers: Mutex<HashMap<String, Arc<Container>>>,
     sandbox_container: Mutex<Option<String>>,
+    /// CreateSandbox asked for one pid namespace for the whole pod.
+    sandbox_pidns: AtomicBool,
     create_lock: tokio::sync::Mutex<()>,
     oom_seen: Mutex<HashMap<String, u64>>,
 }
@@ -72,6 +75,7 @@ impl ContainerService {
             images,
             containers: Mutex::new(HashMap::new()),
             sandbox_container: Mutex::new(None),
+            sandbox_pidns: AtomicBool::new(false),
             create_lock: tokio::sync::Mutex::new(()),
             oom_seen: Mutex::new(HashMap::new()),
         }
@@ -102,6 +106,13 @@ impl ContainerService {
                     "process {exec_id:?} of container {cid:?} not found"
                 ))
             })
+    }
+
+    /// Whether containers of the pod share the sandbox (first) container's pid namespace,
+    /// as CreateSandbox's `sandbox_pidns` asks (Kata semantics). A CreateContainer with
+    /// `sandbox_pidns` asks the same for that one container.
+    pub fn set_sandbox_pidns(&self, shared: bool) {
+        self.sandbox_pidns.store(shared, Ordering::SeqCst);
     }
 
     /// Ids of the containers, sorted.
@@ -165,6 +176,15 @@ impl ContainerService {
             return Err(e);
         }
         let sandbox_init_pid = self.sandbox_init_pid();
+        let join_sandbox_pid_ns = req.sandbox_pidns || self.sandbox_pidns.load(Ordering::SeqCst);
+        if join_sandbox_pid_ns && sandbox_init_pid.is_none() && self.has_sandbox_container() {
+            if pulled {
+                let _ = self.images.release(&cid, &plan.path).await;
+            }
+            return Err(AgentError::failed_precondition(
+                "the sandbox container has exited: its pid namespace cannot be joined",
+            ));
+        }
         let created = self
             .host
             .create_container(ContainerPlan {
@@ -172,6 +192,7 @@ impl ContainerService {
                 spec,
                 rootfs: plan.path.clone(),
                 sandbox_init_pid,
+                join_sandbox_pid_ns: join_sandbox_pid_ns && sandbox_init_pid.is_some(),
             })
             .await;
         let spawned = match created {
@@ -200,6 +221,13 @@ impl ContainerService {
             *sb = Some(cid);
         }
         Ok(())
+    }
+
+    fn has_sandbox_container(&self) -> bool {
+        self.sandbox_container
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     fn sandbox_init_pid(&self) -> Option<i32> {

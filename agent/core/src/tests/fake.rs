@@ -89,8 +89,14 @@ impl FakeHost {
 impl ContainerHost for FakeHost {
     async fn create_container(&self, plan: ContainerPlan) -> Result<SpawnedProcess, HostError> {
         self.record(format!(
-            "create {} sandbox_pid={:?}",
-            plan.container_id, plan.sandbox_init_pid
+            "create {} sandbox_pid={:?}{}",
+            plan.container_id,
+            plan.sandbox_init_pid,
+            if plan.join_sandbox_pid_ns {
+                " join_pidns"
+            } else {
+                ""
+            }
         ));
         let p = self.spawn(false);
         self.inits

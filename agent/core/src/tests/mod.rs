@@ -739,3 +739,95 @@ async fn network_rpcs_reach_the_network_port() {
     };
     assert!(details.agent_details.unwrap().supports_seccomp);
 }
+
+#[tokio::test]
+async fn sandbox_pidns_makes_later_containers_join_the_sandbox_pid_namespace() {
+    async fn create(d: &Dispatcher, req: CreateContainerRequest) -> Result<(), AgentError> {
+        call(d, AgentRequest::CreateContainer(req))
+            .await
+            .map(|_| ())
+    }
+    // Without sandbox_pidns: every container keeps its own pid namespace, unless its own
+    // CreateContainer asks to join.
+    let r = rig();
+    let d = allow(&r);
+    call(&d, AgentRequest::CreateSandbox(Default::default()))
+        .await
+        .unwrap();
+    create(&d, create_req("pause", "cocoon-baked:busybox"))
+        .await
+        .unwrap();
+    create(&d, create_req("own", "cocoon-baked:busybox"))
+        .await
+        .unwrap();
+    let mut one = create_req("one", "cocoon-baked:busybox");
+    one.sandbox_pidns = true;
+    create(&d, one).await.unwrap();
+    assert_eq!(
+        r.host.calls(),
+        [
+            "create pause sandbox_pid=None",
+            "create own sandbox_pid=Some(101)",
+            "create one sandbox_pid=Some(101) join_pidns",
+        ]
+    );
+
+    // With sandbox_pidns: the first container gets the namespace, the others join it.
+    let r = rig();
+    let d = allow(&r);
+    call(
+        &d,
+        AgentRequest::CreateSandbox(CreateSandboxRequest {
+            sandbox_id: "sb".into(),
+            sandbox_pidns: true,
+            ..Default::default()
+        }),
+    )
+    .await
+    .unwrap();
+    for cid in ["pause", "app"] {
+        create(&d, create_req(cid, "cocoon-baked:busybox"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        r.host.calls(),
+        [
+            "create pause sandbox_pid=None",
+            "create app sandbox_pid=Some(101) join_pidns",
+        ]
+    );
+    // Once the sandbox container is gone, joining its namespace is refused.
+    call(
+        &d,
+        AgentRequest::SignalProcess(SignalProcessRequest {
+            container_id: "pause".into(),
+            exec_id: String::new(),
+            signal: 9,
+        }),
+    )
+    .await
+    .unwrap();
+    call(
+        &d,
+        AgentRequest::WaitProcess(WaitProcessRequest {
+            container_id: "pause".into(),
+            exec_id: String::new(),
+        }),
+    )
+    .await
+    .unwrap();
+    let err = create(&d, create_req("late", "cocoon-baked:busybox"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    assert!(err.message().contains("pid namespace"), "{err}");
+    assert!(
+        !r.host.calls().iter().any(|c| c.starts_with("create late")),
+        "{:?}",
+        r.host.calls()
+    );
+    // The refused container's image was released again.
+    let images = r.images.calls.lock().unwrap().clone();
+    assert_eq!(images.last().map(String::as_str), Some("release late"));
+}
