@@ -62,7 +62,10 @@ enum Commands {
 struct Config {
     #[command(subcommand)]
     command: ConfigCommands,
-    /// Admin bearer token file (an EdDSA JWT with a `role` claim).
+    /// Admin bearer token file (an EdDSA JWT with a `role` claim). Without it (and
+    /// without --admin-key-file) the token is read, as trustee's client does, from
+    /// `kbs/config/docker-compose/admin-token` (relative to the working directory) or
+    /// `~/.trustee/admin-token`; with none found the request is anonymous.
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
     /// Sign an admin token locally with this Ed25519 private key (PKCS#8 PEM).
@@ -106,6 +109,12 @@ enum ConfigCommands {
         #[arg(long, group = "resource_policy")]
         default: bool,
     },
+    /// Delete a confidential resource.
+    DeleteResource {
+        /// Resource path, e.g. my_repo/resource_type/123abc.
+        #[arg(long)]
+        path: String,
+    },
     /// Set a confidential resource.
     SetResource {
         /// Resource path, e.g. my_repo/resource_type/123abc.
@@ -122,6 +131,9 @@ const ALLOW_ALL: &str =
 const DENY_ALL: &str = "package policy\n\ndefault allow := false\n";
 const AFFIRMING: &str = "package policy\n\ndefault allow := false\n\nallow if {\n\tcount(input.submods) > 0\n\tevery _, s in input.submods { s[\"ear.status\"] == \"affirming\" }\n}\n";
 const DEFAULT: &str = "package policy\n\ndefault allow := false\n\nallow if {\n\tdata.plugin == \"resource\"\n\tnot input.submods.cpu0[\"ear.veraison.annotated-evidence\"].sample\n}\n";
+
+/// Where trustee's docker-compose setup leaves its admin token (relative to the cwd).
+const DOCKER_COMPOSE_ADMIN_TOKEN: &str = "kbs/config/docker-compose/admin-token";
 
 fn read_string(path: &PathBuf) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
@@ -166,6 +178,14 @@ fn admin_token(config: &Config) -> anyhow::Result<Option<String>> {
             "cocoon-kbs-client",
             300,
         )?));
+    }
+    let home_token =
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".trustee").join("admin-token"));
+    for f in std::iter::once(PathBuf::from(DOCKER_COMPOSE_ADMIN_TOKEN)).chain(home_token) {
+        if let Ok(token) = std::fs::read_to_string(&f) {
+            eprintln!("kbs-client: using the admin token in {}", f.display());
+            return Ok(Some(token.trim().to_string()));
+        }
     }
     eprintln!("kbs-client: no admin token given; sending an anonymous admin request");
     Ok(None)
@@ -254,6 +274,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         "Set resource policy success \n policy: {}",
                         STANDARD.encode(&policy)
                     );
+                }
+                ConfigCommands::DeleteResource { path } => {
+                    admin.delete_resource(path).await?;
+                    println!("Delete resource success \n path: {path}");
                 }
                 ConfigCommands::SetResource {
                     path,

@@ -32,6 +32,8 @@ pub enum Method {
     Get,
     /// POST.
     Post,
+    /// DELETE (admin: remove a resource).
+    Delete,
 }
 
 /// A request for the caller to send (path relative to the KBS base URL).

@@ -69,6 +69,7 @@ impl HttpTransport {
         let mut builder = match req.method {
             Method::Get => self.http.get(&url),
             Method::Post => self.http.post(&url).body(req.body.clone()),
+            Method::Delete => self.http.delete(&url),
         };
         for (name, value) in &req.headers {
             builder = builder.header(name.as_str(), value.as_str());
@@ -100,6 +101,7 @@ fn method_name(m: Method) -> &'static str {
     match m {
         Method::Get => "GET",
         Method::Post => "POST",
+        Method::Delete => "DELETE",
     }
 }
 
@@ -341,14 +343,28 @@ impl KbsAdminClient {
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<(), KbsClientError> {
-        let mut headers = vec![("Content-Type".to_string(), content_type.to_string())];
+        self.send(Method::Post, path, Some(content_type), body)
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: String,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(), KbsClientError> {
+        let mut headers = Vec::new();
+        if let Some(ct) = content_type {
+            headers.push(("Content-Type".to_string(), ct.to_string()));
+        }
         if let Some(t) = &self.admin_token {
             headers.push(("Authorization".into(), format!("Bearer {t}")));
         }
         let resp = self
             .transport
             .send(&HttpRequest {
-                method: Method::Post,
+                method,
                 path,
                 headers,
                 body,
@@ -365,6 +381,13 @@ impl KbsAdminClient {
     pub async fn set_resource(&self, path: &str, bytes: Vec<u8>) -> Result<(), KbsClientError> {
         let uri = ResourceUri::from_resource_path(path)?;
         self.post(uri.kbs_path(), "application/octet-stream", bytes)
+            .await
+    }
+
+    /// `DELETE /kbs/v0/resource/<repo>/<type>/<tag>`.
+    pub async fn delete_resource(&self, path: &str) -> Result<(), KbsClientError> {
+        let uri = ResourceUri::from_resource_path(path)?;
+        self.send(Method::Delete, uri.kbs_path(), None, Vec::new())
             .await
     }
 

@@ -183,6 +183,25 @@ impl ResourceStore {
         }
         Ok(())
     }
+
+    /// Delete a resource; `Ok(false)` when it did not exist.
+    pub fn delete(&self, path: &ResourcePath) -> Result<bool, KbsError> {
+        let Some(dir) = self.directory(path, false)? else {
+            return Ok(false);
+        };
+        let target = dir.join(&path.0[2]);
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if !m.is_file() => Err(KbsError::PluginInternal(format!(
+                "{} is not a regular file",
+                target.display()
+            ))),
+            Ok(_) => std::fs::remove_file(&target)
+                .map(|()| true)
+                .map_err(|e| io_err("delete", &target, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("stat", &target, e)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -235,5 +254,24 @@ mod tests {
         assert!(store.read(&e, 100).is_err());
         assert!(store.write(&e, b"x").is_err());
         assert!(!dir.path().join("res/x").exists());
+        // Delete: the symlinked tag and directory are refused, the link target survives.
+        assert!(store.delete(&l).is_err());
+        assert!(store.delete(&e).is_err());
+        assert!(outside.exists());
+    }
+
+    #[test]
+    fn delete_removes_only_the_named_resource() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResourceStore::open(&dir.path().join("res")).unwrap();
+        let p = ResourcePath::new(&["default", "key", "k1"]).unwrap();
+        let q = ResourcePath::new(&["default", "key", "k2"]).unwrap();
+        assert!(!store.delete(&p).unwrap(), "absent resource");
+        store.write(&p, b"one").unwrap();
+        store.write(&q, b"two").unwrap();
+        assert!(store.delete(&p).unwrap());
+        assert!(store.read(&p, 100).unwrap().is_none());
+        assert!(!store.delete(&p).unwrap(), "already deleted");
+        assert_eq!(store.read(&q, 100).unwrap().unwrap().as_slice(), b"two");
     }
 }

@@ -1,7 +1,7 @@
 //! HTTP front end (hyper 1, HTTP/1.1) and request handlers.
 //!
 //! Routes (prefix `/kbs/v0`): `POST auth`, `POST attest`, `GET resource/<r>/<t>/<g>`,
-//! admin `POST resource/<r>/<t>/<g>`, `POST resource-policy`, `POST attestation-policy`;
+//! admin `POST resource/<r>/<t>/<g>`, `DELETE resource/<r>/<t>/<g>`, `POST resource-policy`, `POST attestation-policy`;
 //! plus `GET /healthz`. Anything else under the prefix is `PluginNotFound` (404).
 
 use std::sync::Arc;
@@ -121,6 +121,15 @@ async fn route(
             let body = read_body(req, state.config.max_request_bytes).await?;
             state.resources.write(&path, &body)?;
             tracing::info!(resource = %path.joined(), bytes = body.len(), "resource set");
+            Ok(json_response(StatusCode::OK, String::new()))
+        }
+        ("resource", &Method::DELETE) => {
+            state.check_admin(bearer(&req).as_deref())?;
+            let path = ResourcePath::new(&sub)?;
+            if !state.resources.delete(&path)? {
+                return Err(KbsError::ResourceNotFound(path.joined()));
+            }
+            tracing::info!(resource = %path.joined(), "resource deleted");
             Ok(json_response(StatusCode::OK, String::new()))
         }
         ("resource", &Method::GET) => {

@@ -348,6 +348,33 @@ async fn admin_endpoints_need_a_valid_admin_token() {
         .await
         .unwrap();
     assert!(kbs.server.state.attestation_policy("default").is_some());
+
+    // DELETE (trustee's `config delete-resource`): refused without or with a foreign
+    // token, then done with the admin token; a second delete is ResourceNotFound.
+    let e = no_token.delete_resource("a/b/c").await.unwrap_err();
+    assert_eq!(
+        e.kbs_error_type(),
+        Some(&KbsErrorType::AdminAuthAccess),
+        "{e}"
+    );
+    let e = bad_client.delete_resource("a/b/c").await.unwrap_err();
+    assert_eq!(
+        e.kbs_error_type(),
+        Some(&KbsErrorType::AdminAuthAccess),
+        "{e}"
+    );
+    assert!(kbs.server.state.resources.root().join("a/b/c").exists());
+    admin.delete_resource("a/b/c").await.unwrap();
+    assert!(!kbs.server.state.resources.root().join("a/b/c").exists());
+    let e = admin.delete_resource("a/b/c").await.unwrap_err();
+    assert_eq!(
+        e.kbs_error_type(),
+        Some(&KbsErrorType::ResourceNotFound),
+        "{e}"
+    );
+    assert_eq!(e.status(), Some(404));
+    let e = c.get_resource(&uri("a/b/c")).await.unwrap_err();
+    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::ResourceNotFound));
 }
 
 #[tokio::test]
