@@ -1,15 +1,58 @@
-//! The [`EventSink`] that publishes task events to containerd over its ttRPC socket.
+//! Task events to containerd: the [`EventSink`] that forwards them over containerd's ttRPC
+//! socket (`containerd.services.events.ttrpc.v1.Events/Forward`, the `TTRPC_ADDRESS` the
+//! shim was started with). Events are queued and sent in order by one task, which reconnects
+//! when containerd restarts.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use containerd_shim::protos::events::task::{
+use containerd_shim_protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskPaused,
     TaskResumed, TaskStart,
 };
-use containerd_shim::protos::protobuf::MessageDyn;
-use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::publisher::RemotePublisher;
+use containerd_shim_protos::protobuf::MessageDyn;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim_protos::shim::event::Envelope;
+use containerd_shim_protos::shim::events::ForwardRequest;
+use containerd_shim_protos::shim_async::EventsClient;
+use containerd_shim_protos::ttrpc;
 use runtime_core::{EventSink, TaskEvent};
+use tokio::sync::mpsc;
+
+/// Events waiting to be sent before [`EventSink::publish`] waits.
+const QUEUE_LEN: usize = 1024;
+/// Attempts per event (reconnecting between them) before it is dropped.
+const ATTEMPTS: u32 = 5;
+/// Deadline of one Forward call.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Errors of the publisher.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// containerd's ttRPC socket cannot be reached.
+    #[error("cannot connect to containerd's ttRPC socket {address}: {source}")]
+    Connect {
+        /// The socket.
+        address: String,
+        /// Why.
+        source: ttrpc::Error,
+    },
+    /// An event could not be encoded.
+    #[error("cannot encode event: {0}")]
+    Encode(#[from] containerd_shim_protos::protobuf::Error),
+    /// The sending task is gone.
+    #[error("the event queue is closed")]
+    Closed,
+}
+
+/// Wraps a protobuf message into an `Any` whose type URL is the message's full name (the
+/// form containerd's `typeurl` resolves).
+pub fn to_any(message: &dyn MessageDyn) -> Result<Any, PublishError> {
+    let mut any = Any::new();
+    any.type_url = message.descriptor_dyn().full_name().to_string();
+    any.value = message.write_to_bytes_dyn()?;
+    Ok(any)
+}
 
 /// A protobuf timestamp of `t`.
 pub fn timestamp(t: SystemTime) -> Timestamp {
@@ -98,31 +141,101 @@ pub fn to_message(ev: &TaskEvent) -> Box<dyn MessageDyn> {
     }
 }
 
-/// Publishes to containerd in `namespace`.
+fn ttrpc_address(address: &str) -> String {
+    if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("unix://{address}")
+    }
+}
+
+async fn connect(address: &str) -> Result<EventsClient, PublishError> {
+    let client = ttrpc::r#async::Client::connect(&ttrpc_address(address))
+        .await
+        .map_err(|source| PublishError::Connect {
+            address: address.to_string(),
+            source,
+        })?;
+    Ok(EventsClient::new(client))
+}
+
+/// Sends queued envelopes in order; on a failure reconnects and retries (backing off), and
+/// drops an event only after [`ATTEMPTS`] failures.
+async fn forward_loop(
+    address: String,
+    mut client: EventsClient,
+    mut queue: mpsc::Receiver<Envelope>,
+) {
+    while let Some(envelope) = queue.recv().await {
+        let topic = envelope.topic.clone();
+        let request = ForwardRequest {
+            envelope: Some(envelope).into(),
+            ..Default::default()
+        };
+        for attempt in 1..=ATTEMPTS {
+            let ctx = ttrpc::context::with_duration(FORWARD_TIMEOUT);
+            match client.forward(ctx, &request).await {
+                Ok(_) => {
+                    tracing::debug!(topic, "event forwarded");
+                    break;
+                }
+                Err(e) if attempt == ATTEMPTS => {
+                    tracing::warn!(topic, error = %e, "event dropped after {ATTEMPTS} attempts");
+                }
+                Err(e) => {
+                    tracing::info!(topic, attempt, error = %e, "forwarding event failed; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                    match connect(&address).await {
+                        Ok(c) => client = c,
+                        Err(e) => tracing::info!(error = %e, "reconnect failed"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Publishes task events to containerd in one namespace.
+#[derive(Clone)]
 pub struct ContainerdEvents {
-    publisher: RemotePublisher,
+    queue: mpsc::Sender<Envelope>,
     namespace: String,
 }
 
 impl ContainerdEvents {
-    /// Wraps containerd-shim's publisher.
-    pub fn new(publisher: RemotePublisher, namespace: &str) -> Self {
-        ContainerdEvents {
-            publisher,
+    /// Connects to containerd's ttRPC socket (`unix://` prefix optional) and starts the
+    /// sending task (needs a tokio runtime).
+    pub async fn connect(ttrpc_socket: &str, namespace: &str) -> Result<Self, PublishError> {
+        let client = connect(ttrpc_socket).await?;
+        let (queue, receiver) = mpsc::channel(QUEUE_LEN);
+        tokio::spawn(forward_loop(ttrpc_socket.to_string(), client, receiver));
+        Ok(ContainerdEvents {
+            queue,
             namespace: namespace.to_string(),
-        }
+        })
+    }
+
+    /// Queues one event under `topic`.
+    pub async fn send(&self, topic: &str, event: &dyn MessageDyn) -> Result<(), PublishError> {
+        let envelope = Envelope {
+            timestamp: Some(timestamp(SystemTime::now())).into(),
+            namespace: self.namespace.clone(),
+            topic: topic.to_string(),
+            event: Some(to_any(event)?).into(),
+            ..Default::default()
+        };
+        self.queue
+            .send(envelope)
+            .await
+            .map_err(|_| PublishError::Closed)
     }
 }
 
 #[async_trait::async_trait]
 impl EventSink for ContainerdEvents {
     async fn publish(&self, event: TaskEvent) {
-        let ctx = containerd_shim::Context::default();
-        if let Err(e) = self
-            .publisher
-            .publish(ctx, event.topic(), &self.namespace, to_message(&event))
-            .await
-        {
+        let message = to_message(&event);
+        if let Err(e) = self.send(event.topic(), message.as_ref()).await {
             tracing::warn!(topic = event.topic(), error = %e, "publishing event failed");
         }
     }

@@ -2,19 +2,20 @@
 
 use std::sync::Arc;
 
-use containerd_shim::api::{
+use containerd_shim_protos::api::{
     CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
     DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest, PauseRequest,
     PidsRequest, PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest,
     StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, Status as ApiStatus,
     UpdateTaskRequest, WaitRequest, WaitResponse,
 };
-use containerd_shim::protos::cgroups::metrics::{
+use containerd_shim_protos::cgroups::metrics::{
     CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, PidsStat,
 };
-use containerd_shim::protos::protobuf::well_known_types::any::Any;
-use containerd_shim::protos::ttrpc::{self, Code};
-use containerd_shim::{Task, TtrpcContext, TtrpcResult};
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::shim_async::Task;
+use containerd_shim_protos::ttrpc::r#async::TtrpcContext;
+use containerd_shim_protos::ttrpc::{self, Code};
 use runtime_core::{CoreError, Status, Stdio};
 
 use crate::events::timestamp;
@@ -103,7 +104,7 @@ pub fn config_path_option(options: Option<&Any>) -> Option<String> {
     found
 }
 
-fn metrics_any(s: &agent_protocol::types::StatsContainerResponse) -> TtrpcResult<Any> {
+fn metrics_any(s: &agent_protocol::types::StatsContainerResponse) -> ttrpc::Result<Any> {
     let mut m = Metrics::new();
     if let Some(cg) = &s.cgroup_stats {
         if let Some(cpu) = cg.cpu_stats.as_ref().and_then(|c| c.cpu_usage.as_ref()) {
@@ -144,13 +145,13 @@ fn metrics_any(s: &agent_protocol::types::StatsContainerResponse) -> TtrpcResult
             .into();
         }
     }
-    containerd_shim::util::convert_to_any(Box::new(m))
+    crate::events::to_any(&m)
         .map_err(|e| ttrpc::Error::RpcStatus(ttrpc::get_status(Code::INTERNAL, e.to_string())))
 }
 
 #[async_trait::async_trait]
 impl Task for ShimTask {
-    async fn state(&self, _: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
+    async fn state(&self, _: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
         let v = self
             .service
             .state(&req.id, &req.exec_id)
@@ -176,7 +177,7 @@ impl Task for ShimTask {
         &self,
         _: &TtrpcContext,
         req: CreateTaskRequest,
-    ) -> TtrpcResult<CreateTaskResponse> {
+    ) -> ttrpc::Result<CreateTaskResponse> {
         let params = CreateParams {
             id: req.id.clone(),
             bundle: req.bundle.clone().into(),
@@ -195,7 +196,7 @@ impl Task for ShimTask {
         })
     }
 
-    async fn start(&self, _: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+    async fn start(&self, _: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
         let pid = self
             .service
             .start(&req.id, &req.exec_id)
@@ -207,7 +208,7 @@ impl Task for ShimTask {
         })
     }
 
-    async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+    async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
         let (pid, exit) = self
             .service
             .delete(&req.id, &req.exec_id)
@@ -221,10 +222,10 @@ impl Task for ShimTask {
         })
     }
 
-    async fn pids(&self, _: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
+    async fn pids(&self, _: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
         self.service.state(&req.id, "").await.map_err(to_ttrpc)?;
         let pid = self.service.task_pid().await;
-        let info = containerd_shim::protos::types::task::ProcessInfo {
+        let info = containerd_shim_protos::types::task::ProcessInfo {
             pid,
             ..Default::default()
         };
@@ -234,7 +235,7 @@ impl Task for ShimTask {
         })
     }
 
-    async fn pause(&self, _: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
+    async fn pause(&self, _: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
         self.service
             .set_paused(&req.id, true)
             .await
@@ -242,7 +243,7 @@ impl Task for ShimTask {
         Ok(Empty::new())
     }
 
-    async fn resume(&self, _: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
+    async fn resume(&self, _: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
         self.service
             .set_paused(&req.id, false)
             .await
@@ -250,7 +251,7 @@ impl Task for ShimTask {
         Ok(Empty::new())
     }
 
-    async fn kill(&self, _: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+    async fn kill(&self, _: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
         self.service
             .kill(&req.id, &req.exec_id, req.signal)
             .await
@@ -258,7 +259,7 @@ impl Task for ShimTask {
         Ok(Empty::new())
     }
 
-    async fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
+    async fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
         let stdio = Stdio {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -277,7 +278,7 @@ impl Task for ShimTask {
         Ok(Empty::new())
     }
 
-    async fn resize_pty(&self, _: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
+    async fn resize_pty(&self, _: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<Empty> {
         self.service
             .resize_pty(&req.id, &req.exec_id, req.width, req.height)
             .await
@@ -285,7 +286,7 @@ impl Task for ShimTask {
         Ok(Empty::new())
     }
 
-    async fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
+    async fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
         if req.stdin {
             self.service
                 .close_stdin(&req.id, &req.exec_id)
@@ -295,7 +296,7 @@ impl Task for ShimTask {
         Ok(Empty::new())
     }
 
-    async fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+    async fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
         let json = req
             .resources
             .as_ref()
@@ -308,7 +309,7 @@ impl Task for ShimTask {
         Ok(Empty::new())
     }
 
-    async fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
+    async fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
         let e = self
             .service
             .wait(&req.id, &req.exec_id)
@@ -321,7 +322,7 @@ impl Task for ShimTask {
         })
     }
 
-    async fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
+    async fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
         let s = self.service.stats(&req.id).await.map_err(to_ttrpc)?;
         Ok(StatsResponse {
             stats: Some(metrics_any(&s)?).into(),
@@ -333,7 +334,7 @@ impl Task for ShimTask {
         &self,
         _: &TtrpcContext,
         _req: ConnectRequest,
-    ) -> TtrpcResult<ConnectResponse> {
+    ) -> ttrpc::Result<ConnectResponse> {
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
             task_pid: self.service.task_pid().await,
@@ -342,7 +343,7 @@ impl Task for ShimTask {
         })
     }
 
-    async fn shutdown(&self, _: &TtrpcContext, req: ShutdownRequest) -> TtrpcResult<Empty> {
+    async fn shutdown(&self, _: &TtrpcContext, req: ShutdownRequest) -> ttrpc::Result<Empty> {
         if req.now || self.service.is_empty().await {
             self.service.stop_vm().await;
             self.service.exit.notify_one();
