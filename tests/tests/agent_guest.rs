@@ -66,6 +66,7 @@ async fn busybox_containers_in_the_guest() {
     };
     let c = sb.agent().with_timeout(Some(Duration::from_secs(60)));
     common::lifecycle(&c, IMAGE).await;
+    common::oom_kill(&c, IMAGE).await;
     sb.shutdown().await.unwrap();
 }
 

@@ -3,7 +3,8 @@
 //! The harness starts containerd with its own root, state and socket (CRI disabled), puts the
 //! shim on containerd's PATH, imports a busybox image built offline (umoci + skopeo), and runs
 //! the scenarios one after another (two TCG VMs at once would use the whole machine), booting
-//! as few VMs as possible: one long-lived container serves exec, tty exec, ps, metrics,
+//! as few VMs as possible: runs with a terminal, with stdin, and killed by the guest's OOM
+//! killer (the `/tasks/oom` event); one long-lived container serves exec, tty exec, ps, metrics,
 //! pause/resume, a containerd restart and kill. Faults: QEMU killed under a running task, the
 //! shim killed with SIGKILL. After every scenario: no QEMU, vsock backend or shim process, no
 //! mount, no VM state and no shim socket left.
@@ -391,6 +392,98 @@ fn shim_under_real_containerd() {
     // `[ -t 0 ] && [ -t 1 ]`: stdin and stdout of the process are a terminal.
     assert!(stdout.contains("is-a-tty"), "{stdout:?}");
     c.assert_clean("tty run");
+
+    // 4b. Without a terminal: stdin reaches the process, its EOF (CloseIO) ends `cat`, and
+    //     a plain exit code propagates.
+    let mut child = c
+        .ctr()
+        .args([
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            "--annotation",
+            &ann,
+            IMAGE,
+            "stdin1",
+        ])
+        .args(["sh", "-c", "cat; echo got-eof; exit 7"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"line one\nline two\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}\n{}", text(&out), c.log());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "line one\nline two\ngot-eof\n"
+    );
+    c.assert_clean("stdin run");
+
+    // 4c. An OOM kill in the guest (memory limit 32 MiB, dd with a 64 MiB buffer): dd dies
+    //     with 137 and containerd receives /tasks/oom for the task. (The task lives on for a
+    //     few seconds: the agent samples memory.events every 250 ms, and an event for a pod
+    //     already torn down is not delivered.)
+    let mut events = c
+        .ctr()
+        .arg("events")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events_out = events.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(events_out)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let out = ctr_run(
+        &c,
+        "oom1",
+        &["--annotation", &ann, "--memory-limit", "33554432"],
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd=$?; sleep 3",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), c.log());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("dd=137"),
+        "{}",
+        text(&out)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let oom = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("/tasks/oom") && line.contains("oom1") => break Some(line),
+            Ok(line) => seen.push(line),
+            Err(_) => break None,
+        }
+    };
+    let _ = events.kill();
+    let _ = events.wait();
+    let _ = reader.join();
+    assert!(
+        oom.is_some(),
+        "no /tasks/oom event for oom1; events seen: {seen:#?}\n{}",
+        c.log()
+    );
+    c.assert_clean("OOM run");
 
     // 5. One long-lived container: exec, tty exec, ps, metrics, pause/resume, containerd
     //    restart, kill.

@@ -211,6 +211,7 @@ impl TaskService {
             }
             inner.task_pid = procs.main_pid.unwrap_or(0);
             inner.agent = Some(vm.agent());
+            self.spawn_oom_watcher(vm.agent());
             let died = vm.exited();
             inner.vm = Some(vm);
             let this = Arc::downgrade(self);
@@ -388,6 +389,45 @@ impl TaskService {
                 }
             }
             this.record_exit(&key, status, pid).await;
+        });
+    }
+
+    /// Relays the guest's OOM kills as `/tasks/oom` events: a long poll of GetOOMEvent for
+    /// as long as the pod's VM is up (as Kata's shim does). Ends when the VM is stopped or
+    /// gone, or when the agent does not implement the call.
+    fn spawn_oom_watcher(self: &Arc<Self>, agent: AgentClient) {
+        let this = Arc::downgrade(self);
+        let agent = agent.with_long_poll_timeout(None);
+        tokio::spawn(async move {
+            loop {
+                let polled = agent.oom_event().await;
+                let Some(service) = this.upgrade() else {
+                    return;
+                };
+                match polled {
+                    Ok(ev) => {
+                        tracing::info!(container = ev.container_id, "OOM kill in the guest");
+                        service
+                            .events
+                            .publish(TaskEvent::Oom {
+                                container_id: ev.container_id,
+                            })
+                            .await;
+                    }
+                    Err(e) if e.code() == agent_protocol::Code::Unimplemented => {
+                        tracing::info!("the agent has no GetOOMEvent: no OOM events");
+                        return;
+                    }
+                    Err(e) => {
+                        if service.inner.lock().await.agent.is_none() {
+                            return;
+                        }
+                        tracing::info!(error = %e, "GetOOMEvent failed; polling again");
+                        drop(service);
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
         });
     }
 

@@ -640,3 +640,42 @@ pub async fn named_user_scenario(c: &AgentClient, image: &str) {
     .await
     .unwrap();
 }
+
+/// An OOM kill (needs the cgroup v2 memory controller, as in the guest): 32 MiB memory
+/// limit, dd with a 64 MiB buffer. The process dies with SIGKILL (137) and GetOOMEvent (long
+/// poll over memory.events) names the container.
+pub async fn oom_kill(c: &AgentClient, image: &str) {
+    // The long poll is already waiting before the container exists, as a runtime's is.
+    let poller = c.with_long_poll_timeout(Some(Duration::from_secs(60)));
+    let pending = tokio::spawn(async move { poller.oom_event().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut oom = create_req(
+        "oom",
+        image,
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+    );
+    let linux = oom.oci.as_mut().unwrap().linux.as_mut().unwrap();
+    linux.resources.get_or_insert_with(Default::default).memory = Some(LinuxMemory {
+        limit: 32 << 20,
+        ..Default::default()
+    });
+    c.create_container(oom).await.unwrap();
+    c.start_container(StartContainerRequest {
+        container_id: "oom".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(wait(c, "oom", "").await, 137, "dd over the memory limit");
+    let event = tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("GetOOMEvent did not answer within 10 s of the OOM kill")
+        .unwrap()
+        .unwrap_or_else(|e| panic!("no OOM event: {e}"));
+    assert_eq!(event.container_id, "oom");
+    c.remove_container(RemoveContainerRequest {
+        container_id: "oom".into(),
+        timeout: 10,
+    })
+    .await
+    .unwrap();
+}

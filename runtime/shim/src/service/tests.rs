@@ -4,7 +4,7 @@
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
-use agent_protocol::types::{ReadStreamResponse, WaitProcessResponse};
+use agent_protocol::types::{OOMEvent, ReadStreamResponse, WaitProcessResponse};
 use agent_protocol::{AgentDispatcher, AgentError, AgentRequest, AgentResponse};
 use runtime_core::ports::VmProcesses;
 
@@ -19,6 +19,8 @@ struct FakeAgent {
     exit_code: i32,
     /// Whether UpdateInterface / UpdateRoutes succeed (else UNIMPLEMENTED).
     network_ok: bool,
+    /// Containers GetOOMEvent reports, one per call; then the call waits forever.
+    ooms: StdMutex<Vec<String>>,
 }
 
 #[async_trait::async_trait]
@@ -62,6 +64,13 @@ impl AgentDispatcher for FakeAgent {
             }
             AgentRequest::UpdateRoutes(r) if self.network_ok => {
                 Ok(AgentResponse::Routes(r.routes.unwrap_or_default()))
+            }
+            AgentRequest::GetOOMEvent(_) => {
+                let next = self.ooms.lock().unwrap().pop();
+                match next {
+                    Some(container_id) => Ok(AgentResponse::OOMEvent(OOMEvent { container_id })),
+                    None => std::future::pending().await,
+                }
             }
             AgentRequest::SignalProcess(s) => {
                 self.exit.send_replace(Some(128 + s.signal as i32));
@@ -182,6 +191,7 @@ fn fixture_with(exit_code: i32, extra_toml: Option<&str>, network_ok: bool) -> F
         printed: StdMutex::new(false),
         exit_code,
         network_ok,
+        ooms: StdMutex::new(Vec::new()),
     });
     let vmm = Arc::new(FakeVmm {
         agent: agent.clone(),
@@ -416,12 +426,14 @@ async fn forbidden_annotation_fails_create_before_any_boot() {
 const NETWORK: &str =
     "[network]\nforwards = [{ guest = \"10.0.2.100:5000\", host = \"127.0.0.1:5055\" }]\n";
 
+/// The RPCs the agent saw, in order, without the OOM watcher's background long poll.
 fn rpc_names(f: &Fixture) -> Vec<&'static str> {
     f.agent
         .log
         .lock()
         .unwrap()
         .iter()
+        .filter(|r| !matches!(r, AgentRequest::GetOOMEvent(_)))
         .map(|r| r.rpc_name())
         .collect()
 }
@@ -516,4 +528,51 @@ async fn vm_crash_ends_every_process_with_an_error_status() {
         "a dead VM is dropped (cleaned up), not asked to stop"
     );
     assert!(f.service.is_empty().await);
+}
+
+#[tokio::test]
+async fn guest_oom_kills_become_oom_events() {
+    let f = fixture(-1);
+    f.agent.ooms.lock().unwrap().extend(["c1".to_string()]);
+    let b = bundle(
+        &f,
+        "c1",
+        serde_json::json!({"io.cocoon.image": "docker.io/library/busybox:1"}),
+    );
+    let out = f.dir.path().join("out");
+    f.service.create(params("c1", b, &out)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let ooms: Vec<String> = f
+            .events
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                TaskEvent::Oom { container_id } => Some(container_id.clone()),
+                _ => None,
+            })
+            .collect();
+        if !ooms.is_empty() {
+            assert_eq!(ooms, ["c1"], "one OOM event for the container");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no OOM event published"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The watcher polls again (and waits) rather than spinning or republishing.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let polls = f
+        .agent
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| matches!(r, AgentRequest::GetOOMEvent(_)))
+        .count();
+    assert_eq!(polls, 2, "one answered poll, one outstanding");
 }
