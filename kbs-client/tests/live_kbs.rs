@@ -1,5 +1,5 @@
 //! The `KbsClient` library against an external KBS, such as trustee's own `kbs`
-//! (the interop recipe in NOTES-kbs.md). Skipped (passes with a notice) unless
+//! (run it by hand against a trustee `kbs` started with its builtin AS). Skipped (passes with a notice) unless
 //! `KBS_INTEROP_URL` is set; CI has no trustee build, so this is a manual test.
 //!
 //! Environment:

@@ -5,7 +5,7 @@
 //! StopPodSandbox, RemovePodSandbox. containerd calls the shim's `start` once per container
 //! with the same sandbox id; the pod must get one shim and one VM.
 //!
-//! Machine quirks (docs/cri-path.md): `restrict_oom_score_adj = true`, host-network pods
+//! Machine quirks (shared/docs/cri-path.md, the measured recipe): `restrict_oom_score_adj = true`, host-network pods
 //! without a hostname (no CNI here), images imported rather than pulled on the host.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
