@@ -25,7 +25,8 @@ pub struct AgentConfig {
     /// Directory of baked rootfs trees (`agent.baked_rootfs=`).
     pub baked_rootfs: String,
     /// In-guest image pull (`agent.guest_pull`, `agent.aa_kbc_params`, `agent.tee_class`,
-    /// `agent.insecure_registries`).
+    /// `agent.insecure_registries`, `agent.image_policy`, `agent.image_registry_auth`,
+    /// `agent.image_max_unpacked_bytes`).
     pub guest_pull: crate::pulled_images::GuestPullConfig,
     /// Unknown `agent.*` keys, kept for diagnostics.
     pub unknown: Vec<String>,
@@ -216,5 +217,24 @@ mod tests {
             parse_words(["agent.log=loud"]).unwrap_err(),
             ConfigError::LogLevel("loud".into())
         );
+    }
+
+    #[test]
+    fn image_pull_keys_are_guest_pull_settings_not_unknown() {
+        let cfg = parse_words([
+            "agent.image_policy=kbs:///default/policy/p",
+            "agent.image_registry_auth=kbs:///default/auth/a",
+            "agent.image_max_unpacked_bytes=1G",
+        ])
+        .unwrap();
+        assert!(cfg.unknown.is_empty(), "{:?}", cfg.unknown);
+        assert_eq!(cfg.guest_pull.max_unpacked_bytes, Some(1 << 30));
+        assert!(
+            cfg.guest_pull.image_policy.is_some() && cfg.guest_pull.image_registry_auth.is_some()
+        );
+        assert!(matches!(
+            parse_words(["agent.image_policy=file:///etc/policy.json"]),
+            Err(ConfigError::GuestPull(k, v, _)) if k == "image_policy" && v == "file:///etc/policy.json"
+        ));
     }
 }

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::policy::Policy;
-use crate::{ImageError, PrivateKey, ProgressSink, PullOptions, pull_image};
+use crate::registry::CredentialSource;
+use crate::{AuthFileCredentials, ImageError, PrivateKey, ProgressSink, PullOptions, pull_image};
 
 /// Arguments of `image pull`.
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,10 @@ pub struct PullArgs {
     /// Registry `host[:port]` to reach over plain HTTP; repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
+    /// Registry credentials in the containers/docker `auth.json` format (as skopeo's and
+    /// podman's `--authfile`); registries without an entry are accessed anonymously.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
     /// containers-policy.json to enforce.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -99,6 +104,12 @@ pub async fn run_pull(args: &PullArgs) -> Result<(), ImageError> {
         Some(p) => Some(Arc::new(Policy::from_file(p)?)),
         None => None,
     };
+    let credentials = match &args.authfile {
+        Some(path) => {
+            Some(Arc::new(AuthFileCredentials::from_file(path)?) as Arc<dyn CredentialSource>)
+        }
+        None => None,
+    };
     let bars = Arc::new(Bars {
         multi: MultiProgress::new(),
         bars: Mutex::new(HashMap::new()),
@@ -110,6 +121,7 @@ pub async fn run_pull(args: &PullArgs) -> Result<(), ImageError> {
         max_concurrent_downloads: args.max_concurrent_downloads,
         progress: Some(bars.clone()),
         policy,
+        credentials,
         ..PullOptions::default()
     };
     let pulled = pull_image(&args.reference, &args.dest, &options).await?;
@@ -156,11 +168,14 @@ mod tests {
             "127.0.0.1:5000",
             "--policy",
             "p.json",
+            "--authfile",
+            "auth.json",
         ]);
         assert_eq!(cmd.pull.reference, "127.0.0.1:5000/a/b:c");
         assert_eq!(cmd.pull.decryption_keys.len(), 2);
         assert_eq!(cmd.pull.insecure_registries, vec!["127.0.0.1:5000"]);
         assert_eq!(cmd.pull.policy, Some(PathBuf::from("p.json")));
+        assert_eq!(cmd.pull.authfile, Some(PathBuf::from("auth.json")));
         assert_eq!(cmd.pull.max_concurrent_downloads, 3);
     }
 }

@@ -2,6 +2,8 @@
 
 use std::io;
 
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+
 use crate::ocicrypt::OcicryptError;
 use crate::unpack::UnpackError;
 
@@ -9,6 +11,18 @@ use crate::unpack::UnpackError;
 /// the time it is returned.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// The HTTPS client could not be built, typically because the system has no CA
+    /// certificates (no CA bundle).
+    #[error(
+        "cannot set up HTTPS for registry access: {reason}; install a CA bundle \
+         (/etc/ssl/certs/ca-certificates.crt, or point SSL_CERT_FILE/SSL_CERT_DIR at one); \
+         registries listed as insecure (plain HTTP) need it too, since the HTTPS verifier is \
+         built before any request"
+    )]
+    TlsSetup {
+        /// The TLS stack's message.
+        reason: String,
+    },
     /// The image reference does not parse.
     #[error("invalid image reference {reference:?}: {reason}")]
     InvalidReference {
@@ -115,6 +129,25 @@ pub enum ImageError {
     /// A key or credential could not be loaded.
     #[error("{0}")]
     Key(#[from] OcicryptError),
+    /// The registry (or its token server) refused access: 401 Unauthorized, or a token
+    /// request that was turned down.
+    #[error(
+        "{what}: unauthorized by registry {registry} ({}): {reason}",
+        if *.sent_credentials { "the credentials given for it were refused" } else { "no credentials were given for it" }
+    )]
+    Unauthorized {
+        /// Registry host\[:port\].
+        registry: String,
+        /// What was being fetched.
+        what: String,
+        /// Whether credentials (basic or bearer) were sent.
+        sent_credentials: bool,
+        /// The registry's or token server's answer.
+        reason: String,
+    },
+    /// A registry auth file (`auth.json`) is malformed or unreadable.
+    #[error("{0}")]
+    AuthFile(#[from] crate::authfile::AuthFileError),
     /// Credentials could not be obtained.
     #[error("credentials for {registry}: {reason}")]
     Credentials {
@@ -134,5 +167,49 @@ impl ImageError {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// [`ImageError::Registry`] for an `oci-client` error.
+fn registry_err(what: &str, e: &OciDistributionError) -> ImageError {
+    ImageError::Registry {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// [`ImageError::Unauthorized`] for a 401 answer or a refused token request, else
+/// [`ImageError::Registry`].
+pub(crate) fn access_err(
+    registry: &str,
+    sent_credentials: bool,
+    what: &str,
+    e: &OciDistributionError,
+) -> ImageError {
+    let reason = match e {
+        OciDistributionError::UnauthorizedError { url } => {
+            format!("401 Unauthorized for {url}")
+        }
+        OciDistributionError::AuthenticationFailure(body) => {
+            format!(
+                "the token server refused the token request: {}",
+                body.trim()
+            )
+        }
+        OciDistributionError::RegistryError { envelope, url }
+            if envelope
+                .errors
+                .iter()
+                .any(|x| x.code == OciErrorCode::Unauthorized) =>
+        {
+            format!("UNAUTHORIZED for {url}: {e}")
+        }
+        _ => return registry_err(what, e),
+    };
+    ImageError::Unauthorized {
+        registry: registry.to_owned(),
+        what: what.to_owned(),
+        sent_credentials,
+        reason,
     }
 }

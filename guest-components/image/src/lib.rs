@@ -7,6 +7,7 @@
 //! which never writes outside the destination directory. See the crate README for the design.
 #![forbid(unsafe_code)]
 
+pub mod authfile;
 pub mod cache;
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod pull;
 pub mod registry;
 pub mod unpack;
 
+pub use authfile::{AuthFileCredentials, AuthFileError};
 pub use error::ImageError;
 pub use ocicrypt::keyprovider::{InMemoryKeyResolver, KbsUri, KeyResolveError, KeyResolver};
 pub use ocicrypt::keys::PrivateKey;

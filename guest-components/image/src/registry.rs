@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
 
 use crate::ImageError;
+use crate::error::access_err;
 
 /// OCI image manifest.
 pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -200,11 +202,19 @@ fn install_crypto_provider() {
     });
 }
 
-fn registry_err(what: &str, e: &OciDistributionError) -> ImageError {
-    ImageError::Registry {
-        what: what.to_owned(),
-        reason: e.to_string(),
+/// `e` and its sources, joined with `: ` (reqwest hides the root cause in `source()`).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
     }
+    text
 }
 
 /// Whether an error is worth retrying (network trouble or a 5xx/429 answer).
@@ -226,18 +236,70 @@ pub struct RegistryClient {
     client: Client,
     credentials: Option<Arc<dyn CredentialSource>>,
     platform: Platform,
+    /// Whether [`Self::authenticate`] found credentials (for error messages).
+    sent_credentials: Arc<AtomicBool>,
 }
 
 impl RegistryClient {
     /// A client that uses HTTPS everywhere except for the registries (`host[:port]`) listed as
     /// insecure, which are reached over plain HTTP.
+    ///
+    /// Fails with [`ImageError::TlsSetup`] when the HTTPS client cannot be built, e.g. when
+    /// the system has no CA certificates. (`oci_client::Client::new` would then fall back to
+    /// a default client whose construction panics inside a tokio worker, and the pull would
+    /// hang.) Note that the TLS verifier is built eagerly, so this also fails when every
+    /// registry used is insecure.
+    pub fn try_new(
+        insecure_registries: &[String],
+        credentials: Option<Arc<dyn CredentialSource>>,
+        platform: Platform,
+    ) -> Result<Self, ImageError> {
+        let client = Client::try_from(Self::client_config(insecure_registries)).map_err(|e| {
+            ImageError::TlsSetup {
+                reason: error_chain(&e),
+            }
+        })?;
+        Ok(Self {
+            client,
+            credentials,
+            platform,
+            sent_credentials: Arc::default(),
+        })
+    }
+
+    /// Like [`Self::try_new`], but keeps `oci_client::Client::new`'s fallback, which panics
+    /// when no CA certificates are installed.
+    #[deprecated(note = "panics without a CA bundle; use RegistryClient::try_new")]
     pub fn new(
         insecure_registries: &[String],
         credentials: Option<Arc<dyn CredentialSource>>,
         platform: Platform,
     ) -> Self {
+        Self {
+            client: Client::new(Self::client_config(insecure_registries)),
+            credentials,
+            platform,
+            sent_credentials: Arc::default(),
+        }
+    }
+
+    fn access_err(
+        &self,
+        reference: &Reference,
+        what: &str,
+        e: &OciDistributionError,
+    ) -> ImageError {
+        access_err(
+            reference.resolve_registry(),
+            self.sent_credentials.load(Ordering::Relaxed),
+            what,
+            e,
+        )
+    }
+
+    fn client_config(insecure_registries: &[String]) -> ClientConfig {
         install_crypto_provider();
-        let config = ClientConfig {
+        ClientConfig {
             protocol: if insecure_registries.is_empty() {
                 ClientProtocol::Https
             } else {
@@ -247,11 +309,6 @@ impl RegistryClient {
             connect_timeout: Some(Duration::from_secs(30)),
             read_timeout: Some(Duration::from_secs(120)),
             ..ClientConfig::default()
-        };
-        Self {
-            client: Client::new(config),
-            credentials,
-            platform,
         }
     }
 
@@ -279,6 +336,8 @@ impl RegistryClient {
             }
             Credentials::Bearer(token) => RegistryAuth::Bearer(token.as_str().to_owned()),
         };
+        self.sent_credentials
+            .store(!matches!(auth, RegistryAuth::Anonymous), Ordering::Relaxed);
         let mut attempt = 0;
         loop {
             match self
@@ -292,7 +351,13 @@ impl RegistryClient {
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }
-                Err(e) => return Err(registry_err(&format!("authentication to {registry}"), &e)),
+                Err(e) => {
+                    return Err(self.access_err(
+                        reference,
+                        &format!("authentication to {registry}"),
+                        &e,
+                    ));
+                }
             }
         }
     }
@@ -324,7 +389,9 @@ impl RegistryClient {
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }
-                Err(e) => return Err(registry_err(&format!("manifest {reference}"), &e)),
+                Err(e) => {
+                    return Err(self.access_err(reference, &format!("manifest {reference}"), &e));
+                }
             }
         }
     }
@@ -490,7 +557,11 @@ impl RegistryClient {
                 if transient(&e) {
                     BlobError::Transient(e.to_string())
                 } else {
-                    BlobError::Fatal(registry_err(&format!("blob {}", desc.digest), &e))
+                    BlobError::Fatal(self.access_err(
+                        reference,
+                        &format!("blob {}", desc.digest),
+                        &e,
+                    ))
                 }
             })?;
         let mut stream = stream.stream;

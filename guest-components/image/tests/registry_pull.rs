@@ -120,6 +120,28 @@ async fn concurrent_pulls_share_the_cache() {
         5,
         "one cached file per layer, no partial files"
     );
+    // The registry's access log proves the dedup: each layer blob was downloaded once for
+    // both pulls. The config (read into memory, not cached) was fetched by each pull, which
+    // shows the log counts every GET.
+    let index = read_json(&layout.join("index.json"));
+    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest = read_json(
+        &layout
+            .join("blobs/sha256")
+            .join(manifest_digest.strip_prefix("sha256:").unwrap()),
+    );
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 5);
+    for layer in layers {
+        let digest = layer["digest"].as_str().unwrap();
+        assert_eq!(
+            registry.blob_gets("test/shared", digest),
+            1,
+            "layer {digest} downloaded more than once (or not at all)"
+        );
+    }
+    let config = manifest["config"]["digest"].as_str().unwrap();
+    assert_eq!(registry.blob_gets("test/shared", config), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ pub mod cipher;
 pub mod jwe;
 pub mod keyprovider;
 pub mod keys;
+mod pipeline;
 
 use std::collections::BTreeMap;
 use std::io;

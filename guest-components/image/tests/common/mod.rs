@@ -30,16 +30,24 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// A `docker-registry serve` on a free loopback port, killed on drop.
+/// A `docker-registry serve` on a free loopback port, killed on drop. Its access log (one
+/// line per request) is written to `access_log`.
 pub struct Registry {
     child: Child,
     pub host: String,
     pub storage: PathBuf,
+    pub access_log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
+    /// An anonymous registry.
     pub fn start() -> Self {
+        Self::start_with_auth("")
+    }
+
+    /// A registry whose config gets `auth_yaml` (an `auth:` section, or nothing).
+    pub fn start_with_auth(auth_yaml: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("data");
         fs::create_dir_all(&storage).unwrap();
@@ -53,34 +61,56 @@ impl Registry {
         fs::write(
             &config,
             format!(
-                "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\n\
+                "version: 0.1\nlog: {{level: error, accesslog: {{disabled: false}}}}\n\
                  storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
-                 http: {{addr: {host}}}\n",
+                 http: {{addr: {host}}}\n{auth_yaml}",
                 storage.display()
             ),
         )
         .unwrap();
+        // The access log (Apache combined format) goes to stdout, the application log to
+        // stderr.
+        let access_log = dir.path().join("access.log");
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(fs::File::create(&access_log).unwrap())
+            .stderr(fs::File::create(dir.path().join("registry.log")).unwrap())
             .spawn()
             .expect("docker-registry (Debian package docker-registry) must be installed");
         let reg = Self {
             child,
             host,
             storage,
+            access_log,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
-            if reg.get("/v2/").starts_with("HTTP/1.1 200") {
+            let answer = reg.get("/v2/");
+            // 401: a registry with authentication is up, too.
+            if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 401") {
                 return reg;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("docker-registry did not come up on {}", reg.host);
+        let log = fs::read_to_string(reg._dir.path().join("registry.log")).unwrap_or_default();
+        panic!("docker-registry did not come up on {}: {log}", reg.host);
+    }
+
+    /// How many `GET` requests for blob `digest` of `repository` the access log records.
+    pub fn blob_gets(&self, repository: &str, digest: &str) -> usize {
+        let needle = format!("\"GET /v2/{repository}/blobs/{digest} ");
+        fs::read_to_string(&self.access_log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .count()
+    }
+
+    /// The application log (stderr).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self._dir.path().join("registry.log")).unwrap_or_default()
     }
 
     fn get(&self, path: &str) -> String {
