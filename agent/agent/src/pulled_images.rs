@@ -317,21 +317,6 @@ fn image_dir(dest_rootfs: &Path) -> Result<PathBuf, ImageError> {
         .ok_or_else(|| ImageError::Failed("rootfs path has no parent".into()))
 }
 
-/// The error and its sources on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
-}
-
 #[async_trait::async_trait]
 impl ImageService for PulledImages {
     async fn pull(&self, image_ref: &str, cid: &str, dest: &Path) -> Result<(), ImageError> {
@@ -345,7 +330,12 @@ impl ImageService for PulledImages {
         let options = self.options().await?;
         let pulled = guest_image::pull_image(image_ref, &unpacked, &options)
             .await
-            .map_err(|e| ImageError::Failed(format!("pull {image_ref}: {}", chain(&e))))?;
+            .map_err(|e| {
+                ImageError::Failed(format!(
+                    "pull {image_ref}: {}",
+                    guest_image::registry::error_chain(&e)
+                ))
+            })?;
         tracing::info!(
             image = image_ref,
             digest = pulled.manifest_digest,

@@ -202,8 +202,9 @@ fn install_crypto_provider() {
     });
 }
 
-/// `e` and its sources, joined with `: ` (reqwest hides the root cause in `source()`).
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// `e` and its sources on one line, joined with `: ` (reqwest hides the root cause in
+/// `source()`); a source whose text is already included is skipped.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
