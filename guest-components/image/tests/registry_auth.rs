@@ -49,6 +49,24 @@ fn push_with_creds(registry: &Registry, layout: &Path, repo: &str) -> String {
     registry.push(layout, "busybox", repo, &["--dest-creds", &creds])
 }
 
+/// With the right credentials in an auth file, `image` pulls and unpacks to the same tree as
+/// `umoci unpack` of the local layout it was pushed from.
+async fn pull_with_good_credentials_matches_umoci(
+    registry: &Registry,
+    image: &str,
+    layout: &Path,
+    work: &Path,
+) {
+    let good = write_authfile(work, "good.json", &registry.host, USER, PASSWORD);
+    let dest = work.join("good/rootfs");
+    let pulled = pull_image(image, &dest, &creds_opts(registry, Some(&good)))
+        .await
+        .unwrap();
+    assert_eq!(pulled.summary.layers, 5);
+    let expected = umoci_unpack(layout, "busybox", &work.join("bundle"));
+    assert_eq!(describe_tree(&dest), describe_tree(&expected));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_pull_needs_the_right_credentials() {
     let work = tempfile::tempdir().unwrap();
@@ -65,14 +83,7 @@ async fn basic_auth_pull_needs_the_right_credentials() {
     let repo = push_with_creds(&registry, &layout, "test/private:latest");
     let image = format!("{repo}:latest");
 
-    let good = write_authfile(work.path(), "good.json", &registry.host, USER, PASSWORD);
-    let dest = work.path().join("good/rootfs");
-    let pulled = pull_image(&image, &dest, &creds_opts(&registry, Some(&good)))
-        .await
-        .unwrap();
-    assert_eq!(pulled.summary.layers, 5);
-    let expected = umoci_unpack(&layout, "busybox", &work.path().join("bundle"));
-    assert_eq!(describe_tree(&dest), describe_tree(&expected));
+    pull_with_good_credentials_matches_umoci(&registry, &image, &layout, work.path()).await;
 
     // No credentials at all, and an auth file without an entry for this registry.
     let other = write_authfile(
@@ -116,14 +127,7 @@ async fn bearer_token_pull_needs_credentials() {
     let image = format!("{repo}:latest");
     tokens.issued.lock().unwrap().clear();
 
-    let good = write_authfile(work.path(), "good.json", &registry.host, USER, PASSWORD);
-    let dest = work.path().join("good/rootfs");
-    let pulled = pull_image(&image, &dest, &creds_opts(&registry, Some(&good)))
-        .await
-        .unwrap();
-    assert_eq!(pulled.summary.layers, 5);
-    let expected = umoci_unpack(&layout, "busybox", &work.path().join("bundle"));
-    assert_eq!(describe_tree(&dest), describe_tree(&expected));
+    pull_with_good_credentials_matches_umoci(&registry, &image, &layout, work.path()).await;
     // The pull went through the token flow for exactly this repository.
     assert_eq!(
         *tokens.issued.lock().unwrap(),
