@@ -4,7 +4,10 @@
 //! [`attestation::appraise`]); this module binds them to the KBS protocol: the
 //! expected report_data is recomputed from the session's nonce and the posted
 //! tee-pubkey, initdata is checked against the hardware field, and the result is
-//! shaped as an EAR (draft-ietf-rats-ear) claim set like trustee's.
+//! shaped as an EAR (draft-ietf-rats-ear) claim set like trustee's. The
+//! trustworthiness vector and status come from the attestation policy
+//! ([`crate::attestation_policy`]), evaluated on [`Appraised::annotated_evidence`] and
+//! [`Appraiser::policy_data`].
 
 use attestation::tdx::QuoteCollateralV3;
 use attestation::{AppraisalPolicy, Claims, ReferenceValues, Tee, VerifyOptions};
@@ -13,6 +16,7 @@ use serde_json::{Value, json};
 use sha2::Digest;
 
 use crate::KbsError;
+use crate::attestation_policy::PolicyAppraisal;
 
 /// EAR profile; the same string as trustee so policies written for it carry over.
 pub const EAR_PROFILE: &str = "tag:github.com,2024:confidential-containers/Trustee";
@@ -28,13 +32,13 @@ pub struct Appraiser {
     pub tdx_collateral: Vec<QuoteCollateralV3>,
 }
 
-/// A successful appraisal.
+/// Verified evidence that matched the reference values.
 #[derive(Debug, Clone)]
 pub struct Appraised {
     /// Verified claims.
     pub claims: Claims,
-    /// `affirming` or `warning` (some reference key unchecked, or sample).
-    pub status: &'static str,
+    /// Reference keys compared (all matched) and those left unchecked.
+    pub reference: attestation::Appraisal,
     /// Init-data table as JSON (when init-data was sent and matched).
     pub init_data_claims: Value,
 }
@@ -90,15 +94,22 @@ impl Appraiser {
             Some(init) => check_init_data(&claims, &init.format, &init.body)?,
             None => Value::Null,
         };
-        let status = if appraisal.unchecked.is_empty() && claims.tee != Tee::Sample {
-            "affirming"
-        } else {
-            "warning"
-        };
         Ok(Appraised {
             claims,
-            status,
+            reference: appraisal,
             init_data_claims,
+        })
+    }
+
+    /// The attestation policy's `data`: `{"reference": <reference values>,
+    /// "appraisal": {"matched": [key], "unchecked": [key]}}`.
+    pub fn policy_data(&self, appraised: &Appraised) -> Value {
+        json!({
+            "reference": &self.reference,
+            "appraisal": {
+                "matched": &appraised.reference.matched,
+                "unchecked": &appraised.reference.unchecked,
+            },
         })
     }
 
@@ -162,15 +173,27 @@ fn check_init_data(claims: &Claims, format: &str, body: &str) -> Result<Value, K
     serde_json::to_value(data).map_err(fail)
 }
 
-/// The EAR claim set of a token.
-pub fn ear_claims(
-    appraised: &Appraised,
-    attestation: &Attestation,
-    iat: i64,
-    lifetime_secs: i64,
-) -> Value {
-    let c = &appraised.claims;
-    let tee_claims = if c.tee == Tee::Sample {
+impl Appraised {
+    /// The verified claims as trustee shapes them: `{<tee>: claims, report_data,
+    /// init_data, init_data_claims, runtime_data_claims{nonce, tee-pubkey}}`. The
+    /// attestation policy's `input` and the token's `ear.veraison.annotated-evidence`.
+    pub fn annotated_evidence(&self, attestation: &Attestation) -> Value {
+        let c = &self.claims;
+        json!({
+            c.tee.as_str(): tee_claims(c),
+            "report_data": hex::encode(&c.report_data),
+            "init_data": c.init_data.as_ref().map(hex::encode),
+            "init_data_claims": self.init_data_claims,
+            "runtime_data_claims": {
+                "nonce": attestation.runtime_data.nonce,
+                "tee-pubkey": attestation.runtime_data.tee_pubkey,
+            },
+        })
+    }
+}
+
+fn tee_claims(c: &Claims) -> Value {
+    if c.tee == Tee::Sample {
         json!({
             "svn": c.fields.get("svn").cloned().unwrap_or_default(),
             "report_data": hex::encode(&c.report_data),
@@ -183,8 +206,16 @@ pub fn ear_claims(
             obj.insert("advisory_ids".into(), json!(c.advisory_ids));
         }
         v
-    };
-    let hardware = if c.tee == Tee::Sample { 97 } else { 2 };
+    }
+}
+
+/// The EAR claim set of a token: the policy's appraisal of `annotated_evidence`.
+pub fn ear_claims(
+    appraisal: &PolicyAppraisal,
+    annotated_evidence: Value,
+    iat: i64,
+    lifetime_secs: i64,
+) -> Value {
     json!({
         "eat_profile": EAR_PROFILE,
         "iat": iat,
@@ -195,28 +226,10 @@ pub fn ear_claims(
         },
         "submods": {
             "cpu0": {
-                "ear.status": appraised.status,
-                "ear.trustworthiness-vector": {
-                    "instance-identity": 0,
-                    "configuration": 0,
-                    "executables": if appraised.status == "affirming" { 2 } else { 0 },
-                    "file-system": 0,
-                    "hardware": hardware,
-                    "runtime-opaque": 0,
-                    "storage-opaque": 0,
-                    "sourced-data": 0,
-                },
-                "ear.appraisal-policy-id": "default",
-                "ear.veraison.annotated-evidence": {
-                    c.tee.as_str(): tee_claims,
-                    "report_data": hex::encode(&c.report_data),
-                    "init_data": c.init_data.as_ref().map(hex::encode),
-                    "init_data_claims": appraised.init_data_claims,
-                    "runtime_data_claims": {
-                        "nonce": attestation.runtime_data.nonce,
-                        "tee-pubkey": attestation.runtime_data.tee_pubkey,
-                    },
-                },
+                "ear.status": appraisal.status.as_str(),
+                "ear.trustworthiness-vector": appraisal.vector_json(),
+                "ear.appraisal-policy-id": appraisal.policy_id,
+                "ear.veraison.annotated-evidence": annotated_evidence,
             },
         },
     })

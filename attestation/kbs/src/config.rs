@@ -21,8 +21,12 @@ pub struct KbsConfig {
     /// Seconds a session (cookie) lives after `/auth` (default 300, trustee's 5 min).
     #[serde(default = "default_session_timeout")]
     pub session_timeout_secs: u64,
-    /// Most sessions kept; when full, expired sessions are purged, then the oldest
-    /// session (by creation) is evicted.
+    /// Most sessions kept (default 10000). When `/auth` finds the table full, every
+    /// expired session is purged; if that frees nothing, the oldest *Pending* session
+    /// (nonce unused, nothing proven) is evicted, and only when no Pending session
+    /// exists the oldest Attested one (then the oldest Verifying one). An unattested
+    /// `/auth` flood therefore never evicts a guest that attested; a new `/auth` is
+    /// never refused for lack of room. See [`crate::session`].
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
     /// Lifetime of attestation tokens in seconds (default 300).

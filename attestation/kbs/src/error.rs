@@ -68,13 +68,16 @@ impl KbsError {
         }
     }
 
-    /// HTTP status: 404 for path/plugin/resource errors, 413 for oversize bodies,
-    /// 401 otherwise (trustee's table; the client re-attests after a 401).
+    /// HTTP status: 404 for path/plugin/resource errors, 413 for oversize bodies, 400
+    /// for a posted policy that is invalid (trustee answers 401; the admin's request
+    /// is malformed, not unauthenticated), 401 otherwise (trustee's table; the client
+    /// re-attests after a 401).
     pub fn status(&self) -> u16 {
         match self {
             Self::InvalidRequestPath(_) | Self::PluginNotFound(_) | Self::ResourceNotFound(_) => {
                 404
             }
+            Self::ParsePolicy(_) => 400,
             Self::PayloadTooLarge(_) => 413,
             Self::Config(_) => 500,
             _ => 401,

@@ -1,8 +1,11 @@
 //! `cocoon-kbs`: Cocoon's key broker, speaking trustee's KBS protocol 0.4.0.
 //!
 //! * [`config`]: strict TOML configuration.
-//! * [`session`]: the bounded session table (cookie, expiry, one-time nonces).
+//! * [`session`]: the bounded session table (cookie, expiry, one-time nonces; an `/auth`
+//!   flood evicts only unattested sessions).
 //! * [`appraisal`]: evidence verification (the `attestation` crate) and EAR token claims.
+//! * [`attestation_policy`]: the Rego attestation policy grading verified claims into
+//!   the token's trustworthiness vector and status (contraindicated → refused).
 //! * [`resources`]: resources on disk under `repo/type/tag`, traversal refused.
 //! * [`server`]: hyper HTTP front end and handlers.
 //!
@@ -10,13 +13,13 @@
 #![forbid(unsafe_code)]
 
 pub mod appraisal;
+pub mod attestation_policy;
 pub mod config;
 pub mod error;
 pub mod resources;
 pub mod server;
 pub mod session;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -29,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 pub use appraisal::Appraiser;
+pub use attestation_policy::AttestationPolicies;
 pub use config::KbsConfig;
 pub use error::KbsError;
 pub use session::SessionTable;
@@ -43,8 +47,11 @@ pub struct Stats {
     pub auth: AtomicU64,
     /// Accepted attestations.
     pub attest_ok: AtomicU64,
-    /// Refused attestations.
+    /// Refused attestations (any reason, including the attestation policy).
     pub attest_fail: AtomicU64,
+    /// Attestations whose evidence verified but that the attestation policy graded
+    /// `contraindicated` or `none` (also counted in `attest_fail`).
+    pub attest_policy_refused: AtomicU64,
     /// Resources released.
     pub released: AtomicU64,
     /// Resource requests refused by policy.
@@ -65,9 +72,12 @@ pub struct KbsState {
     pub admin_key: Option<JwsVerifyingKey>,
     /// Counters.
     pub stats: Stats,
+    /// Concurrent evidence verifications (CPU-bound, on blocking threads): at most
+    /// [`verify_concurrency`]; further `/attest` requests wait their turn.
+    pub verify_slots: Semaphore,
     sessions: Mutex<SessionTable>,
     resource_policy: RwLock<Arc<policy::Policy>>,
-    attestation_policies: Mutex<BTreeMap<String, String>>,
+    attestation_policies: AttestationPolicies,
 }
 
 impl std::fmt::Debug for KbsState {
@@ -76,6 +86,13 @@ impl std::fmt::Debug for KbsState {
             .field("listen", &self.config.listen)
             .finish_non_exhaustive()
     }
+}
+
+/// How many evidence verifications run at once: the available parallelism, at least 2.
+/// Without a bound, 1,000 simultaneous `/attest` would start hundreds of blocking
+/// threads (tokio's pool allows 512) competing for the same cores.
+pub fn verify_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
 }
 
 fn read_text(what: &str, path: &std::path::Path) -> Result<String, KbsError> {
@@ -163,8 +180,10 @@ impl KbsState {
             token_key,
             admin_key,
             stats: Stats::default(),
+            verify_slots: Semaphore::new(verify_concurrency()),
             resource_policy: RwLock::new(Arc::new(policy)),
-            attestation_policies: Mutex::new(BTreeMap::new()),
+            attestation_policies: AttestationPolicies::new()
+                .map_err(|e| KbsError::Config(format!("built-in attestation policy: {e}")))?,
         })
     }
 
@@ -194,21 +213,29 @@ impl KbsState {
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
     }
 
-    /// Store a posted attestation policy by id.
-    pub fn store_attestation_policy(&self, id: String, text: String) {
-        self.attestation_policies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, text);
+    /// The attestation policies (stored ones and the built-in).
+    pub fn attestation_policies(&self) -> &AttestationPolicies {
+        &self.attestation_policies
     }
 
-    /// A stored attestation policy.
+    /// Compile and store a posted attestation policy (`<id>_cpu` is stored as `<id>`);
+    /// on error nothing is stored. Returns the id it was stored under.
+    pub fn store_attestation_policy(&self, id: &str, text: &str) -> Result<String, KbsError> {
+        let loaded = self
+            .attestation_policies
+            .set(id, text)
+            .map_err(|e| KbsError::ParsePolicy(e.to_string()))?;
+        tracing::info!(
+            policy_id = %loaded.id,
+            digest = loaded.policy.digest(),
+            "attestation policy stored"
+        );
+        Ok(loaded.id.clone())
+    }
+
+    /// The text of a stored attestation policy.
     pub fn attestation_policy(&self, id: &str) -> Option<String> {
-        self.attestation_policies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        self.attestation_policies.get(id).map(|p| p.text.clone())
     }
 
     /// Admin check: a bearer JWT signed by the configured Ed25519 key, unexpired,

@@ -202,6 +202,7 @@ async fn attest(state: &Arc<KbsState>, req: Request<Incoming>) -> Result<Resp, K
     }
 }
 
+/// Verify, appraise against reference values, grade with the attestation policy, sign.
 async fn verify_and_sign(
     state: &Arc<KbsState>,
     session: &crate::session::Session,
@@ -209,13 +210,40 @@ async fn verify_and_sign(
 ) -> Result<(String, Value), KbsError> {
     let attestation: Attestation = serde_json::from_slice(body)
         .map_err(|e| KbsError::Attestation(format!("deserialize Attestation: {e}")))?;
+    let _slot = state
+        .verify_slots
+        .acquire()
+        .await
+        .map_err(|e| KbsError::Attestation(format!("verifier: {e}")))?;
     let st = state.clone();
     let (tee, nonce, hash) = (session.tee, session.nonce.clone(), session.hash);
     tokio::task::spawn_blocking(move || {
         let appraised = st.appraiser.appraise(tee, &nonce, hash, &attestation)?;
+        let evidence = appraised.annotated_evidence(&attestation);
+        let policy = st.attestation_policies().for_attestation();
+        let graded = policy
+            .appraise(&evidence, &st.appraiser.policy_data(&appraised))
+            .map_err(|e| KbsError::Attestation(e.to_string()))?;
+        if !graded.status.issues_token() {
+            st.stats
+                .attest_policy_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(KbsError::Attestation(format!(
+                "attestation policy {} (sha256 {}) appraised the evidence as {}: {}",
+                graded.policy_id,
+                graded.policy_digest,
+                graded.status.as_str(),
+                graded.vector_json()
+            )));
+        }
+        tracing::debug!(
+            policy_id = %graded.policy_id,
+            status = graded.status.as_str(),
+            "attestation policy appraisal"
+        );
         let claims = ear_claims(
-            &appraised,
-            &attestation,
+            &graded,
+            evidence,
             kbs_client::jws::now_unix(),
             st.config.token_lifetime_secs as i64,
         );
@@ -315,10 +343,8 @@ async fn set_attestation_policy(
     let id = v
         .get("policy_id")
         .and_then(Value::as_str)
-        .unwrap_or("default")
+        .unwrap_or(crate::attestation_policy::DEFAULT_POLICY_ID)
         .to_string();
-    crate::resources::ResourcePath::new(&["policy", "attestation", id.as_str()])
-        .map_err(|_| KbsError::ParsePolicy(format!("policy_id {id:?} is not a plain name")))?;
     let policy_type = v.get("type").and_then(Value::as_str).unwrap_or("rego");
     if policy_type != "rego" {
         return Err(KbsError::ParsePolicy(format!(
@@ -327,11 +353,8 @@ async fn set_attestation_policy(
     }
     let text = String::from_utf8(b64url_field(&body, "policy")?)
         .map_err(|_| KbsError::ParsePolicy("policy is not UTF-8".into()))?;
-    // Checked to be valid Rego, then stored; appraisal itself is configured by the
-    // reference values and the appraisal flags.
-    let p =
-        policy::Policy::from_rego(&id, &text).map_err(|e| KbsError::ParsePolicy(e.to_string()))?;
-    tracing::info!(policy_id = %id, digest = p.digest(), "attestation policy stored");
-    state.store_attestation_policy(id, text);
+    // Compiled and checked (`package policy`) before it replaces anything; evaluated
+    // on every /attest when stored as `default` (see crate::attestation_policy).
+    state.store_attestation_policy(&id, &text)?;
     Ok(json_response(StatusCode::OK, String::new()))
 }

@@ -1,6 +1,32 @@
 //! The bounded session table. A session is created by `/auth` with a fresh nonce;
 //! `/attest` consumes the nonce exactly once ([`SessionTable::begin_attest`]): a
 //! second attestation on the same session, or one after a failed attempt, is refused.
+//!
+//! # Bound and eviction
+//!
+//! The table holds at most `max` sessions ([`crate::KbsConfig::max_sessions`]). When
+//! `/auth` finds it full, room is made in this order:
+//!
+//! 1. every **expired** session is purged (whatever its state);
+//! 2. otherwise the oldest **Pending** session (an `/auth` whose nonce is still unused,
+//!    i.e. a client that has proven nothing) is evicted;
+//! 3. only when no Pending session exists, the oldest **Attested** session is evicted,
+//!    and only when none of those exists either, the oldest **Verifying** one (an
+//!    `/attest` in progress, whose verification work would be wasted).
+//!
+//! So an unauthenticated `/auth` flood only ever displaces other unauthenticated
+//! handshakes: it cannot evict a session that presented valid evidence. Step 3 evicts
+//! rather than refusing the new `/auth` (a 503) because a table full of attested
+//! sessions is legitimate load, not an attack — only valid evidence makes a session
+//! Attested — and refusing would lock every new guest out until sessions expire,
+//! whereas an evicted attested guest still holds its token (bearer access) or
+//! re-attests after the 401. What a flood can still do is displace *other Pending*
+//! handshakes (a guest between its `/auth` and its `/attest`); rate-limit `/auth` in
+//! front of the KBS to protect those.
+//!
+//! Every session lives the same `timeout`, so creation order is expiry order. Each
+//! state keeps its own queue ordered by (expiry, creation sequence): purging and
+//! choosing a victim cost O(log n) per removed session, never a scan of the table.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -24,6 +50,26 @@ pub enum SessionState {
     },
 }
 
+/// The eviction queues, in eviction order (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queue {
+    Pending = 0,
+    Attested = 1,
+    Verifying = 2,
+}
+
+const EVICTION_ORDER: [Queue; 3] = [Queue::Pending, Queue::Attested, Queue::Verifying];
+
+impl SessionState {
+    fn queue(&self) -> Queue {
+        match self {
+            Self::Pending => Queue::Pending,
+            Self::Verifying => Queue::Verifying,
+            Self::Attested { .. } => Queue::Attested,
+        }
+    }
+}
+
 /// One session.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -40,6 +86,12 @@ pub struct Session {
     seq: u64,
 }
 
+impl Session {
+    fn key(&self) -> QueueKey {
+        (self.expires, self.seq)
+    }
+}
+
 /// Why a session lookup failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
@@ -54,15 +106,21 @@ pub enum SessionError {
     NonceUsed,
 }
 
+/// (expiry, creation sequence): unique, and ordered oldest first.
+type QueueKey = (Instant, u64);
+
 /// Sessions by cookie value, bounded to `max` entries.
 #[derive(Debug)]
 pub struct SessionTable {
     sessions: HashMap<String, Session>,
-    order: BTreeMap<u64, String>,
+    /// Session ids per [`Queue`], oldest first.
+    queues: [BTreeMap<QueueKey, String>; 3],
     next_seq: u64,
     max: usize,
     timeout: Duration,
-    evicted: u64,
+    /// Evictions per [`Queue`].
+    evicted: [u64; 3],
+    high_water: usize,
 }
 
 /// 32 random bytes, base64: a nonce.
@@ -84,15 +142,16 @@ impl SessionTable {
     pub fn new(max: usize, timeout: Duration) -> Self {
         Self {
             sessions: HashMap::new(),
-            order: BTreeMap::new(),
+            queues: Default::default(),
             next_seq: 0,
             max: max.max(1),
             timeout,
-            evicted: 0,
+            evicted: [0; 3],
+            high_water: 0,
         }
     }
 
-    /// Number of live entries (expired ones may still be counted until purged).
+    /// Number of entries (expired ones are counted until purged).
     pub fn len(&self) -> usize {
         self.sessions.len()
     }
@@ -102,9 +161,34 @@ impl SessionTable {
         self.sessions.is_empty()
     }
 
-    /// Sessions evicted to make room so far.
+    /// The bound.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// The most entries the table has ever held (never above [`Self::max`]).
+    pub fn high_water(&self) -> usize {
+        self.high_water
+    }
+
+    /// Pending sessions (nonce unused).
+    pub fn pending(&self) -> usize {
+        self.queues[Queue::Pending as usize].len()
+    }
+
+    /// Attested sessions.
+    pub fn attested(&self) -> usize {
+        self.queues[Queue::Attested as usize].len()
+    }
+
+    /// Sessions evicted to make room so far (expired ones purged are not counted).
     pub fn evicted(&self) -> u64 {
-        self.evicted
+        self.evicted.iter().sum()
+    }
+
+    /// Evicted sessions that were Attested or Verifying (step 3 of the policy).
+    pub fn evicted_attested(&self) -> u64 {
+        self.evicted[Queue::Attested as usize] + self.evicted[Queue::Verifying as usize]
     }
 
     /// The session timeout.
@@ -114,20 +198,36 @@ impl SessionTable {
 
     fn remove(&mut self, id: &str) -> Option<Session> {
         let s = self.sessions.remove(id)?;
-        self.order.remove(&s.seq);
+        self.queues[s.state.queue() as usize].remove(&s.key());
         Some(s)
+    }
+
+    /// Move `id` to `state`, keeping the queues in step. False if there is no such session.
+    fn set_state(&mut self, id: &str, state: SessionState) -> bool {
+        let Some(s) = self.sessions.get_mut(id) else {
+            return false;
+        };
+        let (from, to) = (s.state.queue(), state.queue());
+        s.state = state;
+        if from != to {
+            let key = s.key();
+            if let Some(v) = self.queues[from as usize].remove(&key) {
+                self.queues[to as usize].insert(key, v);
+            }
+        }
+        true
     }
 
     /// Drop every expired session.
     pub fn purge_expired(&mut self, now: Instant) {
-        let dead: Vec<String> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.expires <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in dead {
-            self.remove(&id);
+        for queue in &mut self.queues {
+            while let Some(entry) = queue.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                let id = entry.remove();
+                self.sessions.remove(&id);
+            }
         }
     }
 
@@ -136,17 +236,13 @@ impl SessionTable {
             return;
         }
         self.purge_expired(now);
-        // Oldest first: in-flight handshakes are the newest sessions, and an evicted
-        // attested client still holds its (bearer) token or simply re-attests.
         while self.sessions.len() >= self.max {
-            let victim = self.order.values().next().cloned();
-            match victim {
-                Some(id) => {
-                    self.remove(&id);
-                    self.evicted += 1;
-                }
-                None => break,
-            }
+            let victim = EVICTION_ORDER
+                .iter()
+                .find_map(|&q| self.queues[q as usize].pop_first().map(|(_, id)| (q, id)));
+            let Some((queue, id)) = victim else { break };
+            self.sessions.remove(&id);
+            self.evicted[queue as usize] += 1;
         }
     }
 
@@ -157,18 +253,17 @@ impl SessionTable {
         let nonce = make_nonce();
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.order.insert(seq, id.clone());
-        self.sessions.insert(
-            id.clone(),
-            Session {
-                tee,
-                nonce: nonce.clone(),
-                hash: HashAlgorithm::Sha384,
-                expires: now + self.timeout,
-                state: SessionState::Pending,
-                seq,
-            },
-        );
+        let session = Session {
+            tee,
+            nonce: nonce.clone(),
+            hash: HashAlgorithm::Sha384,
+            expires: now + self.timeout,
+            state: SessionState::Pending,
+            seq,
+        };
+        self.queues[Queue::Pending as usize].insert(session.key(), id.clone());
+        self.sessions.insert(id.clone(), session);
+        self.high_water = self.high_water.max(self.sessions.len());
         (id, nonce)
     }
 
@@ -176,7 +271,7 @@ impl SessionTable {
     /// and a copy is returned. Anything but a live pending session is an error; an
     /// expired session is removed.
     pub fn begin_attest(&mut self, id: &str, now: Instant) -> Result<Session, SessionError> {
-        let s = self.sessions.get_mut(id).ok_or(SessionError::NotFound)?;
+        let s = self.sessions.get(id).ok_or(SessionError::NotFound)?;
         if s.expires <= now {
             self.remove(id);
             return Err(SessionError::Expired);
@@ -184,8 +279,10 @@ impl SessionTable {
         if s.state != SessionState::Pending {
             return Err(SessionError::NonceUsed);
         }
-        s.state = SessionState::Verifying;
-        Ok(s.clone())
+        let mut copy = s.clone();
+        copy.state = SessionState::Verifying;
+        self.set_state(id, SessionState::Verifying);
+        Ok(copy)
     }
 
     /// Attestation failed: the session (and its nonce) is gone.
@@ -196,13 +293,11 @@ impl SessionTable {
     /// Attestation succeeded: store the token. Returns false if the session
     /// vanished meanwhile (evicted or expired).
     pub fn finish_attest(&mut self, id: &str, token: String) -> bool {
-        match self.sessions.get_mut(id) {
-            Some(s) if s.state == SessionState::Verifying => {
-                s.state = SessionState::Attested { token };
-                true
-            }
-            _ => false,
-        }
+        let verifying = matches!(
+            self.sessions.get(id),
+            Some(s) if s.state == SessionState::Verifying
+        );
+        verifying && self.set_state(id, SessionState::Attested { token })
     }
 
     /// The token of a live attested session.
@@ -220,77 +315,4 @@ impl SessionTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nonce_is_used_once_and_sessions_expire() {
-        let t0 = Instant::now();
-        let mut t = SessionTable::new(10, Duration::from_secs(60));
-        let (id, nonce) = t.create(Tee::Sample, t0);
-        assert_eq!(STANDARD.decode(&nonce).unwrap().len(), 32);
-        let s = t.begin_attest(&id, t0).unwrap();
-        assert_eq!(s.nonce, nonce);
-        assert_eq!(
-            t.begin_attest(&id, t0).unwrap_err(),
-            SessionError::NonceUsed
-        );
-        assert!(t.finish_attest(&id, "tok".into()));
-        assert_eq!(
-            t.begin_attest(&id, t0).unwrap_err(),
-            SessionError::NonceUsed
-        );
-        assert_eq!(t.token(&id, t0).unwrap(), "tok");
-        assert_eq!(
-            t.token(&id, t0 + Duration::from_secs(61)).unwrap_err(),
-            SessionError::Expired
-        );
-        assert_eq!(t.token(&id, t0).unwrap_err(), SessionError::NotFound);
-
-        let (id2, _) = t.create(Tee::Sample, t0);
-        assert_eq!(
-            t.begin_attest(&id2, t0 + Duration::from_secs(60))
-                .unwrap_err(),
-            SessionError::Expired
-        );
-        let (id3, _) = t.create(Tee::Sample, t0);
-        t.begin_attest(&id3, t0).unwrap();
-        t.fail_attest(&id3);
-        assert_eq!(
-            t.begin_attest(&id3, t0).unwrap_err(),
-            SessionError::NotFound
-        );
-        assert_ne!(make_nonce(), make_nonce());
-    }
-
-    #[test]
-    fn table_is_bounded_and_evicts_oldest_first() {
-        let t0 = Instant::now();
-        let mut t = SessionTable::new(3, Duration::from_secs(60));
-        let (a, _) = t.create(Tee::Sample, t0);
-        t.begin_attest(&a, t0).unwrap();
-        t.finish_attest(&a, "A".into());
-        let (b, _) = t.create(Tee::Sample, t0);
-        let (c, _) = t.create(Tee::Sample, t0);
-        let (d, _) = t.create(Tee::Sample, t0);
-        assert_eq!(t.len(), 3);
-        // The oldest (a, attested) went; b, c, d (the newest handshakes) stay.
-        assert_eq!(t.token(&a, t0).unwrap_err(), SessionError::NotFound);
-        for id in [&b, &c, &d] {
-            assert!(t.sessions.contains_key(id.as_str()));
-        }
-        t.begin_attest(&d, t0).unwrap();
-        for _ in 0..1000 {
-            t.create(Tee::Sample, t0);
-        }
-        assert_eq!(t.len(), 3);
-        assert_eq!(t.evicted(), 1001);
-        // Expired sessions are purged before anything live is evicted.
-        let mut t = SessionTable::new(2, Duration::from_secs(1));
-        t.create(Tee::Sample, t0);
-        t.create(Tee::Sample, t0);
-        t.create(Tee::Sample, t0 + Duration::from_secs(5));
-        assert_eq!(t.len(), 1);
-        assert_eq!(t.evicted(), 0);
-    }
-}
+mod tests;

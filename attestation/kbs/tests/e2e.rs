@@ -340,14 +340,13 @@ async fn admin_endpoints_need_a_valid_admin_token() {
         b"admin-set"
     );
     admin
-        .set_attestation_policy(
-            b"package policy\ndefault allow := true\n",
-            "rego",
-            "default",
-        )
+        .set_attestation_policy(AFFIRM_ALL.as_bytes(), "rego", "default")
         .await
         .unwrap();
-    assert!(kbs.server.state.attestation_policy("default").is_some());
+    assert_eq!(
+        kbs.server.state.attestation_policy("default").as_deref(),
+        Some(AFFIRM_ALL)
+    );
 
     // DELETE (trustee's `config delete-resource`): refused without or with a foreign
     // token, then done with the admin token; a second delete is ResourceNotFound.
@@ -418,4 +417,199 @@ async fn client_reattests_after_401_when_the_server_forgot_the_session() {
         b"v2"
     );
     assert_eq!(c.handshakes(), 2);
+}
+
+/// An attestation policy that grades any verified evidence (sample included) affirming.
+const AFFIRM_ALL: &str = "package policy\n\ntrust_claims := {\"hardware\": 2, \"executables\": 2, \"configuration\": 2}\n";
+
+/// An attestation policy that refuses sample evidence (unrecognized hardware, 97) and
+/// grades anything else affirming.
+const REJECT_SAMPLE: &str = r#"package policy
+
+default hardware := 2
+
+hardware := 97 if input.sample
+
+trust_claims := {"hardware": hardware, "executables": 2}
+"#;
+
+/// A resource policy releasing only to affirming tokens (kbs-client's `--affirming`).
+const AFFIRMING_ONLY: &str = "package policy\n\ndefault allow := false\n\nallow if input.submods.cpu0[\"ear.status\"] == \"affirming\"\n";
+
+fn cpu0(token: &str) -> serde_json::Value {
+    kbs_client::jws::decode_claims_unverified(token).unwrap()["submods"]["cpu0"].clone()
+}
+
+fn admin(kbs: &TestKbs) -> kbs_client::KbsAdminClient {
+    kbs_client::KbsAdminClient::new(&kbs.url(), Some(kbs.admin_token()), &[]).unwrap()
+}
+
+#[tokio::test]
+async fn attestation_policy_decides_attest_and_release() {
+    let kbs = start(true, |_| {}).await;
+    kbs.put_resource("default/key/k1", b"policy-gated");
+    let stats = &kbs.server.state.stats;
+    // Built-in attestation policy: sample evidence is `warning`, released under coco-dev.
+    let mut c = kbs.client();
+    let token = c.attest().await.unwrap();
+    let sub = cpu0(&token);
+    assert_eq!(sub["ear.status"], "warning", "{sub}");
+    assert_eq!(sub["ear.appraisal-policy-id"], "default");
+    assert_eq!(sub["ear.trustworthiness-vector"]["executables"], 33);
+    assert_eq!(sub["ear.trustworthiness-vector"]["hardware"], 0);
+    assert!(sub["ear.veraison.annotated-evidence"]["sample"].is_object());
+    c.get_resource(&uri("default/key/k1")).await.unwrap();
+
+    // A policy that makes sample evidence contraindicated: /attest is refused, so no
+    // token exists for any resource policy to release on.
+    admin(&kbs)
+        .set_attestation_policy(REJECT_SAMPLE.as_bytes(), "rego", "default")
+        .await
+        .unwrap();
+    let mut refused = kbs.client();
+    let e = refused
+        .get_resource(&uri("default/key/k1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kbs_error_type(),
+        Some(&KbsErrorType::AttestationError),
+        "{e}"
+    );
+    assert_eq!(e.status(), Some(401));
+    assert!(e.to_string().contains("contraindicated"), "{e}");
+    assert!(e.to_string().contains("attestation policy default"), "{e}");
+    assert_eq!(stats.attest_policy_refused.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.released.load(Ordering::Relaxed), 1);
+
+    // A policy that accepts, posted under trustee's kbs-client default id `default_cpu`
+    // (the same policy as `default`): released, and the token says affirming.
+    admin(&kbs)
+        .set_attestation_policy(AFFIRM_ALL.as_bytes(), "rego", "default_cpu")
+        .await
+        .unwrap();
+    let mut accepted = kbs.client();
+    assert_eq!(
+        accepted
+            .get_resource(&uri("default/key/k1"))
+            .await
+            .unwrap()
+            .as_slice(),
+        b"policy-gated"
+    );
+    let sub = cpu0(&accepted.session().unwrap().token);
+    assert_eq!(sub["ear.status"], "affirming", "{sub}");
+    assert_eq!(sub["ear.trustworthiness-vector"]["hardware"], 2);
+    assert_eq!(stats.released.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.attest_policy_refused.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn attestation_policy_status_reaches_the_resource_policy() {
+    let kbs = start(true, |_| {}).await;
+    kbs.put_resource("default/key/k1", b"affirmed only");
+    admin(&kbs)
+        .set_resource_policy(AFFIRMING_ONLY.as_bytes())
+        .await
+        .unwrap();
+    // Built-in attestation policy: attested (warning) but refused by the resource policy.
+    let mut c = kbs.client();
+    let e = c.get_resource(&uri("default/key/k1")).await.unwrap_err();
+    assert_eq!(e.kbs_error_type(), Some(&KbsErrorType::PolicyDeny), "{e}");
+    // An attestation policy that affirms: the next attestation's token is released.
+    admin(&kbs)
+        .set_attestation_policy(AFFIRM_ALL.as_bytes(), "rego", "default")
+        .await
+        .unwrap();
+    let mut c = kbs.client();
+    assert_eq!(
+        c.get_resource(&uri("default/key/k1"))
+            .await
+            .unwrap()
+            .as_slice(),
+        b"affirmed only"
+    );
+}
+
+#[tokio::test]
+async fn invalid_attestation_policy_is_400_and_nothing_is_stored() {
+    let kbs = start(true, |_| {}).await;
+    kbs.put_resource("default/key/k1", b"v");
+    let admin = admin(&kbs);
+    let e = admin
+        .set_attestation_policy(b"package policy\ntrust_claims := {", "rego", "default")
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(400), "{e}");
+    assert_eq!(
+        e.kbs_error_type(),
+        Some(&KbsErrorType::ParsePolicyError),
+        "{e}"
+    );
+    assert!(e.to_string().contains("cannot load"), "{e}");
+    assert!(kbs.server.state.attestation_policy("default").is_none());
+    // The built-in policy still appraises.
+    kbs.client()
+        .get_resource(&uri("default/key/k1"))
+        .await
+        .unwrap();
+
+    // With a policy in force, invalid posts leave it in force.
+    admin
+        .set_attestation_policy(AFFIRM_ALL.as_bytes(), "rego", "default")
+        .await
+        .unwrap();
+    for (policy, policy_type, id, expect) in [
+        (
+            &b"package policy\ntrust_claims := {"[..],
+            "rego",
+            "default",
+            "cannot load",
+        ),
+        (
+            &b"package policy\ntrust_claims := {"[..],
+            "rego",
+            "default_cpu",
+            "cannot load",
+        ),
+        (
+            &b"package other\ntrust_claims := {}\n"[..],
+            "rego",
+            "default",
+            "package policy",
+        ),
+        (&b"\xff\xfe"[..], "rego", "default", "UTF-8"),
+        (AFFIRM_ALL.as_bytes(), "opa", "default", "expected rego"),
+        (AFFIRM_ALL.as_bytes(), "rego", "a.b/c", "not a plain name"),
+    ] {
+        let e = admin
+            .set_attestation_policy(policy, policy_type, id)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(400), "{id}: {e}");
+        assert!(e.to_string().contains(expect), "{id}: {e}");
+    }
+    assert_eq!(
+        kbs.server.state.attestation_policy("default").as_deref(),
+        Some(AFFIRM_ALL)
+    );
+    let mut c = kbs.client();
+    c.get_resource(&uri("default/key/k1")).await.unwrap();
+    assert_eq!(cpu0(&c.session().unwrap().token)["ear.status"], "affirming");
+    // Not base64url / not JSON, sent raw.
+    let (status, body) = raw_http(
+        kbs.server.addr,
+        &format!(
+            "POST /kbs/v0/attestation-policy HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 30\r\nConnection: close\r\n\r\n\
+             {{\"policy\":\"!!!\",\"type\":\"rego\"}}",
+            kbs.admin_token()
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("ParsePolicyError") && body.contains("base64url"),
+        "{body}"
+    );
 }
