@@ -39,6 +39,17 @@ pub enum ImageError {
         /// The client's message.
         reason: String,
     },
+    /// A registry request kept failing with errors worth retrying (429, 502, 503, 504,
+    /// network trouble) until the attempts of the [`crate::RetryPolicy`] were used up.
+    #[error("{what}: giving up after {attempts} attempts; last error: {last}")]
+    RetriesExhausted {
+        /// What was being fetched.
+        what: String,
+        /// Attempts made, the first one included.
+        attempts: u32,
+        /// The last attempt's failure (status and URL, or the network error).
+        last: String,
+    },
     /// Content did not hash to the expected digest.
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
     DigestMismatch {
@@ -174,7 +185,7 @@ impl ImageError {
 fn registry_err(what: &str, e: &OciDistributionError) -> ImageError {
     ImageError::Registry {
         what: what.to_owned(),
-        reason: e.to_string(),
+        reason: crate::registry::error_chain(e),
     }
 }
 

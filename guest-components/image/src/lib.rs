@@ -16,6 +16,7 @@ pub mod ocicrypt;
 pub mod policy;
 pub mod pull;
 pub mod registry;
+pub mod retry;
 pub mod unpack;
 
 pub use authfile::{AuthFileCredentials, AuthFileError};
@@ -24,4 +25,5 @@ pub use ocicrypt::keyprovider::{InMemoryKeyResolver, KbsUri, KeyResolveError, Ke
 pub use ocicrypt::keys::PrivateKey;
 pub use pull::{ImageConfig, ProgressSink, PullOptions, PulledImage, pull_image};
 pub use registry::{CredentialSource, Credentials, Platform};
+pub use retry::RetryPolicy;
 pub use unpack::{UnpackError, UnpackLimits, UnpackSummary, Unpacker};

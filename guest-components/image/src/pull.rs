@@ -16,6 +16,7 @@ use crate::cache::BlobCache;
 use crate::ocicrypt::{self, DecryptionKeys, LayerCipherKey};
 use crate::policy::Policy;
 use crate::registry::{CredentialSource, Descriptor, Platform, RegistryClient, digest_hex};
+use crate::retry::RetryPolicy;
 use crate::unpack::{Compression, UnpackLimits, UnpackSummary, Unpacker};
 use crate::{ImageError, KeyResolver, PrivateKey};
 
@@ -54,6 +55,9 @@ pub struct PullOptions {
     pub platform: Platform,
     /// Image security policy; when `None` every image is accepted.
     pub policy: Option<Arc<Policy>>,
+    /// Retries of registry requests (manifests, blobs, authentication) that failed with
+    /// 429, 502, 503, 504 or a network error.
+    pub retry: RetryPolicy,
 }
 
 impl Default for PullOptions {
@@ -69,6 +73,7 @@ impl Default for PullOptions {
             progress: None,
             platform: Platform::default(),
             policy: None,
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -271,7 +276,8 @@ pub async fn pull_image(
         &opts.insecure_registries,
         opts.credentials.clone(),
         opts.platform.clone(),
-    )?;
+    )?
+    .with_retry_policy(opts.retry);
     client.authenticate(&reference).await?;
     let resolved = client.resolve_manifest(&reference).await?;
     tracing::info!(reference = %reference, digest = %resolved.digest, "resolved image manifest");

@@ -1,27 +1,31 @@
 //! Registry access on top of `oci-client`: manifests and indexes (OCI and Docker v2),
-//! platform selection, credentials, retries, and blobs streamed to disk with their digest
-//! and size checked on the way.
+//! platform selection, credentials, retries ([`crate::retry`]), and blobs streamed to disk
+//! with their digest and size checked on the way (`registry/blob.rs`).
+//!
+//! Redirects are followed by reqwest (at most 10; more, or a loop, is a clear error and not
+//! retried). reqwest drops the `Authorization` header when a redirect leads to another
+//! host, port or scheme, so registry credentials never reach the storage backend a blob
+//! `GET` is redirected to.
+
+mod blob;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
-use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
 
 use crate::ImageError;
 use crate::error::access_err;
+use crate::retry::{Failure, Retrier, RetryPolicy, transient_reason};
 
 /// OCI image manifest.
 pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -33,8 +37,6 @@ pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.man
 pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// Largest manifest or config accepted.
 pub const MAX_DOCUMENT_BYTES: u64 = 8 << 20;
-/// Attempts per request (first try included).
-const ATTEMPTS: u32 = 4;
 
 /// Credentials for one registry.
 #[derive(Clone, Default)]
@@ -218,25 +220,13 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Whether an error is worth retrying (network trouble or a 5xx/429 answer).
-fn transient(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
-        _ => false,
-    }
-}
-
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(200u64 << attempt.min(5))
-}
-
 /// A registry client for one pull.
 #[derive(Clone)]
 pub struct RegistryClient {
     client: Client,
     credentials: Option<Arc<dyn CredentialSource>>,
     platform: Platform,
+    retry: RetryPolicy,
     /// Whether [`Self::authenticate`] found credentials (for error messages).
     sent_credentials: Arc<AtomicBool>,
 }
@@ -264,8 +254,16 @@ impl RegistryClient {
             client,
             credentials,
             platform,
+            retry: RetryPolicy::default(),
             sent_credentials: Arc::default(),
         })
+    }
+
+    /// Use `policy` for retries instead of [`RetryPolicy::default`].
+    #[must_use]
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
     }
 
     /// Like [`Self::try_new`], but keeps `oci_client::Client::new`'s fallback, which panics
@@ -280,6 +278,7 @@ impl RegistryClient {
             client: Client::new(Self::client_config(insecure_registries)),
             credentials,
             platform,
+            retry: RetryPolicy::default(),
             sent_credentials: Arc::default(),
         }
     }
@@ -290,12 +289,31 @@ impl RegistryClient {
         what: &str,
         e: &OciDistributionError,
     ) -> ImageError {
+        if let OciDistributionError::RequestError(r) = e
+            && r.is_redirect()
+        {
+            return ImageError::Registry {
+                what: what.to_owned(),
+                reason: format!(
+                    "{} (a redirect loop, or more than the 10 redirects that are followed)",
+                    error_chain(e)
+                ),
+            };
+        }
         access_err(
             reference.resolve_registry(),
             self.sent_credentials.load(Ordering::Relaxed),
             what,
             e,
         )
+    }
+
+    /// [`Failure::Transient`] when `e` is worth retrying, else the final error for `what`.
+    fn failure(&self, reference: &Reference, what: &str, e: &OciDistributionError) -> Failure {
+        match transient_reason(e) {
+            Some(reason) => Failure::Transient(reason),
+            None => Failure::Fatal(self.access_err(reference, what, e)),
+        }
     }
 
     fn client_config(insecure_registries: &[String]) -> ClientConfig {
@@ -339,7 +357,8 @@ impl RegistryClient {
         };
         self.sent_credentials
             .store(!matches!(auth, RegistryAuth::Anonymous), Ordering::Relaxed);
-        let mut attempt = 0;
+        let what = format!("authentication to {registry}");
+        let mut retrier = Retrier::new(&self.retry, &what);
         loop {
             match self
                 .client
@@ -347,18 +366,10 @@ impl RegistryClient {
                 .await
             {
                 Ok(_) => return Ok(()),
-                Err(e) if transient(&e) && attempt + 1 < ATTEMPTS => {
-                    tracing::warn!(registry = %registry, error = %e, "auth failed, retrying");
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
-                }
-                Err(e) => {
-                    return Err(self.access_err(
-                        reference,
-                        &format!("authentication to {registry}"),
-                        &e,
-                    ));
-                }
+                Err(e) => match self.failure(reference, &what, &e) {
+                    Failure::Transient(reason) => retrier.wait(reason).await?,
+                    Failure::Fatal(e) => return Err(e),
+                },
             }
         }
     }
@@ -370,7 +381,8 @@ impl RegistryClient {
             MEDIA_DOCKER_MANIFEST,
             MEDIA_DOCKER_LIST,
         ];
-        let mut attempt = 0;
+        let what = format!("manifest {reference}");
+        let mut retrier = Retrier::new(&self.retry, &what);
         loop {
             match self
                 .client
@@ -381,18 +393,15 @@ impl RegistryClient {
                 Err(OciDistributionError::DigestError(e)) => {
                     // oci-client compares the body with the pinned digest itself.
                     return Err(ImageError::DigestMismatch {
-                        what: format!("manifest {reference}"),
+                        what,
                         expected: reference.digest().unwrap_or_default().to_owned(),
                         actual: e.to_string(),
                     });
                 }
-                Err(e) if transient(&e) && attempt + 1 < ATTEMPTS => {
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
-                }
-                Err(e) => {
-                    return Err(self.access_err(reference, &format!("manifest {reference}"), &e));
-                }
+                Err(e) => match self.failure(reference, &what, &e) {
+                    Failure::Transient(reason) => retrier.wait(reason).await?,
+                    Failure::Fatal(e) => return Err(e),
+                },
             }
         }
     }
@@ -462,153 +471,6 @@ impl RegistryClient {
         })
     }
 
-    /// Fetch a small blob (config) into memory, verifying digest and size.
-    pub async fn fetch_blob_bytes(
-        &self,
-        reference: &Reference,
-        desc: &Descriptor,
-    ) -> Result<Vec<u8>, ImageError> {
-        if desc.size > MAX_DOCUMENT_BYTES {
-            return Err(ImageError::InvalidManifest {
-                what: format!("blob {}", desc.digest),
-                reason: format!(
-                    "{} bytes is larger than the {} byte limit",
-                    desc.size, MAX_DOCUMENT_BYTES
-                ),
-            });
-        }
-        let mut out = Vec::with_capacity(desc.size as usize);
-        let mut attempt = 0;
-        loop {
-            out.clear();
-            match self
-                .stream_blob(reference, desc, &mut BlobSink::Memory(&mut out), &|_| {})
-                .await
-            {
-                Ok(()) => return Ok(out),
-                Err(BlobError::Transient(e)) if attempt + 1 < ATTEMPTS => {
-                    tracing::warn!(digest = %desc.digest, error = %e, "blob fetch failed, retrying");
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e.into_image_error(desc)),
-            }
-        }
-    }
-
-    /// Stream a blob into `path` (created or truncated), verifying digest and size while
-    /// writing. `progress` gets the byte count so far. Retries restart from zero.
-    pub async fn fetch_blob_to_file(
-        &self,
-        reference: &Reference,
-        desc: &Descriptor,
-        path: &Path,
-        progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<(), ImageError> {
-        let mut attempt = 0;
-        loop {
-            // Created synchronously: a cancelled pull must not leave a file created late by a
-            // blocking-pool task after the caller's cleanup ran.
-            let file = std::fs::File::create(path)
-                .map(tokio::fs::File::from_std)
-                .map_err(|e| ImageError::io(format!("creating {}", path.display()), e))?;
-            let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
-            match self
-                .stream_blob(reference, desc, &mut BlobSink::File(&mut writer), progress)
-                .await
-            {
-                Ok(()) => {
-                    writer
-                        .flush()
-                        .await
-                        .map_err(|e| ImageError::io("flushing blob", e))?;
-                    return Ok(());
-                }
-                Err(BlobError::Transient(e)) if attempt + 1 < ATTEMPTS => {
-                    tracing::warn!(digest = %desc.digest, error = %e, "blob download failed, retrying");
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e.into_image_error(desc)),
-            }
-        }
-    }
-
-    async fn stream_blob(
-        &self,
-        reference: &Reference,
-        desc: &Descriptor,
-        sink: &mut BlobSink<'_>,
-        progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<(), BlobError> {
-        digest_hex(&desc.digest).map_err(BlobError::Fatal)?;
-        let oci_desc = OciDescriptor {
-            media_type: desc.media_type.clone(),
-            digest: desc.digest.clone(),
-            size: i64::try_from(desc.size).unwrap_or(i64::MAX),
-            urls: None,
-            annotations: None,
-            ..OciDescriptor::default()
-        };
-        let stream = self
-            .client
-            .pull_blob_stream(reference, &oci_desc)
-            .await
-            .map_err(|e| {
-                if transient(&e) {
-                    BlobError::Transient(e.to_string())
-                } else {
-                    BlobError::Fatal(self.access_err(
-                        reference,
-                        &format!("blob {}", desc.digest),
-                        &e,
-                    ))
-                }
-            })?;
-        let mut stream = stream.stream;
-        let mut hasher = Sha256::new();
-        let mut received = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                // oci-client's own digest check ends the stream with an error; ours below
-                // gives the precise message, so only report a cut stream here.
-                Err(e) if received >= desc.size => {
-                    tracing::debug!(error = %e, "blob stream ended with an error after all bytes");
-                    break;
-                }
-                Err(e) => return Err(BlobError::Transient(e.to_string())),
-            };
-            received += chunk.len() as u64;
-            if received > desc.size {
-                return Err(BlobError::Fatal(ImageError::SizeMismatch {
-                    what: format!("blob {}", desc.digest),
-                    expected: desc.size,
-                    actual: received,
-                }));
-            }
-            hasher.update(&chunk);
-            sink.write(&chunk).await.map_err(BlobError::Fatal)?;
-            progress(received);
-        }
-        if received != desc.size {
-            return Err(BlobError::Fatal(ImageError::SizeMismatch {
-                what: format!("blob {}", desc.digest),
-                expected: desc.size,
-                actual: received,
-            }));
-        }
-        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-        if actual != desc.digest {
-            return Err(BlobError::Fatal(ImageError::DigestMismatch {
-                what: format!("blob {}", desc.digest),
-                expected: desc.digest.clone(),
-                actual,
-            }));
-        }
-        Ok(())
-    }
-
     /// The underlying `oci-client` client (for signature artifacts).
     pub fn inner(&self) -> &Client {
         &self.client
@@ -620,44 +482,6 @@ impl RegistryClient {
         reference: &Reference,
     ) -> Result<Vec<u8>, ImageError> {
         self.fetch_manifest_raw(reference).await
-    }
-}
-
-enum BlobError {
-    Transient(String),
-    Fatal(ImageError),
-}
-
-impl BlobError {
-    fn into_image_error(self, desc: &Descriptor) -> ImageError {
-        match self {
-            Self::Transient(reason) => ImageError::Registry {
-                what: format!("blob {}", desc.digest),
-                reason,
-            },
-            Self::Fatal(e) => e,
-        }
-    }
-}
-
-/// Where a blob goes: memory (configs) or a buffered file (layers).
-enum BlobSink<'a> {
-    Memory(&'a mut Vec<u8>),
-    File(&'a mut tokio::io::BufWriter<tokio::fs::File>),
-}
-
-impl BlobSink<'_> {
-    async fn write(&mut self, data: &[u8]) -> Result<(), ImageError> {
-        match self {
-            Self::Memory(v) => {
-                v.extend_from_slice(data);
-                Ok(())
-            }
-            Self::File(f) => f
-                .write_all(data)
-                .await
-                .map_err(|e| ImageError::io("writing blob", e)),
-        }
     }
 }
 

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use common::*;
 use guest_image::policy::{COSIGN_PAYLOAD_MEDIA_TYPE, COSIGN_SIGNATURE_ANNOTATION, Policy};
-use guest_image::{ImageError, PullOptions, pull_image};
+use guest_image::registry::RegistryClient;
+use guest_image::{ImageError, Platform, PullOptions, pull_image};
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::secrets::RegistryAuth;
 
@@ -46,6 +47,18 @@ async fn push_signature(
         .arg(&sig_path)
         .arg(&payload_path));
     let sig = base64::engine::general_purpose::STANDARD.encode(fs::read(&sig_path).unwrap());
+    push_signature_artifact(host, repo, digest, payload.into_bytes(), sig).await;
+}
+
+/// Push `payload` with the signature annotation `sig` (base64) as the cosign artifact
+/// `sha256-<hex>.sig` of `digest` in `repo`.
+async fn push_signature_artifact(
+    host: &str,
+    repo: &str,
+    digest: &str,
+    payload: Vec<u8>,
+    sig: String,
+) {
     let client = oci_client::Client::new(ClientConfig {
         protocol: ClientProtocol::HttpsExcept(vec![host.to_owned()]),
         ..ClientConfig::default()
@@ -54,7 +67,7 @@ async fn push_signature(
     let reference: oci_client::Reference = format!("{host}/{repo}:{tag}").parse().unwrap();
     let annotations = BTreeMap::from([(COSIGN_SIGNATURE_ANNOTATION.to_owned(), sig)]);
     let layer = ImageLayer::new(
-        payload.into_bytes(),
+        payload,
         COSIGN_PAYLOAD_MEDIA_TYPE.to_owned(),
         Some(annotations),
     );
@@ -188,4 +201,75 @@ async fn policy_reject_accept_and_cosign_signatures() {
         .collect();
     left.sort();
     assert_eq!(left, vec!["ok", "open"]);
+}
+
+/// A signature made by cosign itself, published as test data by sigstore-rs (see
+/// `tests/data/cosign/README.md`), verifies with our verifier through the registry path: the
+/// artifact is fetched, the payload's sha256 checked, the ECDSA signature verified, the
+/// digest and the identity compared. Any change to the payload bytes breaks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_cosign_signature_verifies() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cosign");
+    let payload = fs::read(data.join("sigstore-rs-busybox.payload.json")).unwrap();
+    let sig = fs::read_to_string(data.join("sigstore-rs-busybox.sig.b64"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let key = data.join("sigstore-rs-busybox.pub");
+    let signed: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    let digest = signed["critical"]["image"]["docker-manifest-digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let signed_repo = signed["critical"]["identity"]["docker-reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(signed_repo, "registry-testing.svc.lan/busybox");
+
+    let registry = Registry::start();
+    let host = registry.host.clone();
+    // Also installs the rustls crypto provider the pushing client needs.
+    let client =
+        RegistryClient::try_new(std::slice::from_ref(&host), None, Platform::default()).unwrap();
+    push_signature_artifact(&host, "busybox", &digest, payload.clone(), sig.clone()).await;
+    let policy = |identity: serde_json::Value| {
+        let json = serde_json::json!({
+            "default": [{"type": "reject"}],
+            "transports": {"docker": {format!("{host}/busybox"): [{
+                "type": "sigstoreSigned", "keyPath": key.to_str().unwrap(),
+                "signedIdentity": identity
+            }]}}
+        });
+        Policy::from_json(json.to_string().as_bytes()).unwrap()
+    };
+    let reference = RegistryClient::parse_reference(&format!("{host}/busybox:latest")).unwrap();
+    let exact = policy(serde_json::json!({
+        "type": "exactRepository", "dockerRepository": signed_repo
+    }));
+    exact.check(&client, &reference, &digest).await.unwrap();
+
+    // The default identity rule wants the pulled repository (127.0.0.1:<port>/busybox).
+    let err = policy(serde_json::json!({"type": "matchRepoDigestOrExact"}))
+        .check(&client, &reference, &digest)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ImageError::PolicyDenied { reason, .. } if reason.contains("identity")),
+        "{err}"
+    );
+
+    // One byte of the payload changed (the digest it names): the signature no longer
+    // verifies. Pushed for that digest so the artifact is found.
+    let other = format!("sha256:{}", "0".repeat(64));
+    let tampered = String::from_utf8(payload)
+        .unwrap()
+        .replace(&digest, &other)
+        .into_bytes();
+    push_signature_artifact(&host, "busybox", &other, tampered, sig).await;
+    let err = exact.check(&client, &reference, &other).await.unwrap_err();
+    assert!(
+        matches!(&err, ImageError::PolicyDenied { reason, .. } if reason.contains("does not verify")),
+        "{err}"
+    );
 }

@@ -547,3 +547,90 @@ async fn docker_v2s2_manifest_and_oci_index_with_platform_selection() {
         .unwrap_err();
     assert!(matches!(err, ImageError::NoMatchingPlatform(_)), "{err}");
 }
+
+/// Media types and first bytes of the layers of the manifest `digest` as the registry
+/// stores them.
+fn served_layers(registry: &Registry, digest: &str) -> Vec<(String, Vec<u8>)> {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(registry.blob_data(digest)).unwrap()).unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let data = fs::read(registry.blob_data(l["digest"].as_str().unwrap())).unwrap();
+            (
+                l["mediaType"].as_str().unwrap().to_owned(),
+                data[..data.len().min(512)].to_vec(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zstd_and_uncompressed_layers_match_umoci_unpack_of_the_gzip_image() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let layout = build_busybox_image(w);
+    // umoci 0.4.7 refuses zstd layers ("blob is not correct mediatype"), so both variants are
+    // compared with `umoci unpack` of the gzip image they are made from (same diff_ids).
+    let expected = describe_tree(&umoci_unpack(&layout, "busybox", &w.join("bundle")));
+    let registry = Registry::start();
+
+    // zstd: skopeo recompresses every layer on the way to the registry.
+    let repo = registry.push(
+        &layout,
+        "busybox",
+        "zstd/busybox:latest",
+        &["--dest-compress-format", "zstd"],
+    );
+    let dest = w.join("zstd");
+    let pulled = pull_image(&format!("{repo}:latest"), &dest, &opts(&registry))
+        .await
+        .unwrap();
+    let layers = served_layers(&registry, &pulled.manifest_digest);
+    assert_eq!(layers.len(), 5);
+    for (media_type, start) in &layers {
+        assert_eq!(media_type, "application/vnd.oci.image.layer.v1.tar+zstd");
+        assert_eq!(start[..4], [0x28, 0xb5, 0x2f, 0xfd], "not a zstd frame");
+    }
+    assert_eq!(pulled.summary.layers, 5);
+    assert_eq!(describe_tree(&dest), expected);
+
+    // Uncompressed: the gzip layers decompressed into plain tar blobs (whose digests are the
+    // diff_ids), pushed byte for byte.
+    let plain = w.join("plain-oci");
+    copy_layout(&layout, &plain);
+    edit_manifest(&plain, |layout, manifest| {
+        for layer in manifest["layers"].as_array_mut().unwrap() {
+            let gz = fs::read(
+                layout.join("blobs/sha256").join(
+                    layer["digest"]
+                        .as_str()
+                        .unwrap()
+                        .strip_prefix("sha256:")
+                        .unwrap(),
+                ),
+            )
+            .unwrap();
+            let mut tar = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&gz[..]), &mut tar)
+                .unwrap();
+            layer["digest"] = write_blob(layout, &tar).into();
+            layer["size"] = tar.len().into();
+            layer["mediaType"] = "application/vnd.oci.image.layer.v1.tar".into();
+        }
+    });
+    let repo = registry.push_raw(&plain, "plain/busybox", "latest");
+    let dest = w.join("plain");
+    let pulled = pull_image(&format!("{repo}:latest"), &dest, &opts(&registry))
+        .await
+        .unwrap();
+    let layers = served_layers(&registry, &pulled.manifest_digest);
+    assert_eq!(layers.len(), 5);
+    for (media_type, start) in &layers {
+        assert_eq!(media_type, "application/vnd.oci.image.layer.v1.tar");
+        assert_eq!(&start[257..262], b"ustar", "not a tar archive");
+    }
+    assert_eq!(describe_tree(&dest), expected);
+}

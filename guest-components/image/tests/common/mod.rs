@@ -150,6 +150,99 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// One HTTP/1.1 request to the registry; returns (status, head, body).
+    fn request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String, Vec<u8>) {
+        let mut s = TcpStream::connect(&self.host).unwrap();
+        let mut head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.host,
+            body.len()
+        );
+        for (n, v) in headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).unwrap();
+        let split = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("no HTTP head")
+            + 4;
+        let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+        let status = head[9..12].parse().unwrap();
+        (status, head, answer[split..].to_vec())
+    }
+
+    /// Push the only image of OCI `layout` as `repo:tag` through the registry API itself
+    /// (one upload per blob, then the manifest), byte for byte: skopeo would compress
+    /// uncompressed layers on the way. Returns `host/repo`.
+    pub fn push_raw(&self, layout: &Path, repo: &str, tag: &str) -> String {
+        let index = read_json(&layout.join("index.json"));
+        let entry = &index["manifests"][0];
+        let blob = |digest: &str| {
+            fs::read(
+                layout
+                    .join("blobs/sha256")
+                    .join(digest.strip_prefix("sha256:").unwrap()),
+            )
+            .unwrap()
+        };
+        let manifest_bytes = blob(entry["digest"].as_str().unwrap());
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
+        let mut digests = vec![manifest["config"]["digest"].as_str().unwrap().to_owned()];
+        for layer in manifest["layers"].as_array().unwrap() {
+            digests.push(layer["digest"].as_str().unwrap().to_owned());
+        }
+        for digest in digests {
+            let (status, head, _) =
+                self.request("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"");
+            assert_eq!(status, 202, "{head}");
+            let location = head
+                .lines()
+                .find_map(|l| {
+                    l.split_once(':')
+                        .filter(|(n, _)| n.eq_ignore_ascii_case("location"))
+                        .map(|(_, v)| v.trim().to_owned())
+                })
+                .expect("upload without Location");
+            // Absolute (http://host/v2/...) or relative.
+            let path = match location.find("/v2/") {
+                Some(i) => location[i..].to_owned(),
+                None => panic!("odd upload location {location}"),
+            };
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let (status, head, _) = self.request(
+                "PUT",
+                &format!("{path}{sep}digest={digest}"),
+                &[("Content-Type", "application/octet-stream")],
+                &blob(&digest),
+            );
+            assert_eq!(status, 201, "{head}");
+        }
+        let media_type = manifest["mediaType"]
+            .as_str()
+            .unwrap_or("application/vnd.oci.image.manifest.v1+json");
+        let (status, head, body) = self.request(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &[("Content-Type", media_type)],
+            &manifest_bytes,
+        );
+        assert_eq!(status, 201, "{head}{}", String::from_utf8_lossy(&body));
+        format!("{}/{repo}", self.host)
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
