@@ -84,7 +84,8 @@ enum ConfigCommands {
         /// Policy format, e.g. "rego".
         #[arg(long = "type")]
         policy_type: Option<String>,
-        /// Policy id, e.g. "default".
+        /// Policy id (default "default_cpu": trustee's builtin attestation service evaluates
+        /// "default_cpu" for CPU TEEs; cocoon-kbs stores it as "default").
         #[arg(long)]
         id: Option<String>,
         /// Policy file.
@@ -242,7 +243,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         .set_attestation_policy(
                             &policy,
                             policy_type.as_deref().unwrap_or("rego"),
-                            id.as_deref().unwrap_or("default"),
+                            id.as_deref().unwrap_or("default_cpu"),
                         )
                         .await?;
                     println!(

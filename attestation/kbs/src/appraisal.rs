@@ -41,6 +41,9 @@ pub struct Appraised {
     pub reference: attestation::Appraisal,
     /// Init-data table as JSON (when init-data was sent and matched).
     pub init_data_claims: Value,
+    /// Digest of the init-data sent with sample evidence, which has no hardware field to
+    /// carry it (trustee's sample verifier reports it the same way); `None` otherwise.
+    pub sample_init_data: Option<Vec<u8>>,
 }
 
 fn fail(reason: impl std::fmt::Display) -> KbsError {
@@ -90,14 +93,16 @@ impl Appraiser {
         let claims = self.verify(tee, &evidence, &expected)?;
         let appraisal =
             attestation::appraise(&claims, &self.reference, &self.policy).map_err(fail)?;
-        let init_data_claims = match &attestation.init_data {
+        let (init_data_claims, digest) = match &attestation.init_data {
             Some(init) => check_init_data(&claims, &init.format, &init.body)?,
-            None => Value::Null,
+            None => (Value::Null, Vec::new()),
         };
+        let sample_init_data = (claims.tee == Tee::Sample && !digest.is_empty()).then_some(digest);
         Ok(Appraised {
             claims,
             reference: appraisal,
             init_data_claims,
+            sample_init_data,
         })
     }
 
@@ -136,8 +141,12 @@ impl Appraiser {
 /// Initdata (`format = "toml"`): parse, hash with its declared algorithm, compare
 /// with the hardware field (TDX MRCONFIGID, SNP HOST_DATA; zero-padded/truncated as
 /// the Kata shim binds it). Sample evidence has no such field: the claims are
-/// reported but bound to nothing.
-fn check_init_data(claims: &Claims, format: &str, body: &str) -> Result<Value, KbsError> {
+/// reported but bound to nothing. Returns the table as JSON and the digest.
+fn check_init_data(
+    claims: &Claims,
+    format: &str,
+    body: &str,
+) -> Result<(Value, Vec<u8>), KbsError> {
     if format != "toml" {
         return Err(fail(format!("init-data format {format:?} (expected toml)")));
     }
@@ -170,7 +179,7 @@ fn check_init_data(claims: &Claims, format: &str, body: &str) -> Result<Value, K
         .get("data")
         .cloned()
         .unwrap_or(toml::Value::Table(Default::default()));
-    serde_json::to_value(data).map_err(fail)
+    Ok((serde_json::to_value(data).map_err(fail)?, digest))
 }
 
 impl Appraised {
@@ -182,7 +191,7 @@ impl Appraised {
         json!({
             c.tee.as_str(): tee_claims(c),
             "report_data": hex::encode(&c.report_data),
-            "init_data": c.init_data.as_ref().map(hex::encode),
+            "init_data": c.init_data.as_ref().or(self.sample_init_data.as_ref()).map(hex::encode),
             "init_data_claims": self.init_data_claims,
             "runtime_data_claims": {
                 "nonce": attestation.runtime_data.nonce,

@@ -613,3 +613,32 @@ async fn invalid_attestation_policy_is_400_and_nothing_is_stored() {
         "{body}"
     );
 }
+
+/// Sample evidence has no hardware field for init-data: the token still reports the
+/// digest of the init-data the guest sent (hex SHA-384 for `algorithm = "sha384"`), as
+/// trustee's sample verifier does, with the parsed table as `init_data_claims`.
+#[tokio::test]
+async fn sample_evidence_token_reports_the_init_data_digest() {
+    use sha2::Digest as _;
+    let kbs = start(true, |_| {}).await;
+    let initdata = "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n\"policy.rego\" = \"package agent_policy\"\n";
+    let mut c = kbs_client::KbsClientBuilder::new(&kbs.url())
+        .tee(attestation::Tee::Sample)
+        .init_data(initdata.to_string())
+        .build()
+        .unwrap();
+    let evidence = &cpu0(&c.attest().await.unwrap())["ear.veraison.annotated-evidence"];
+    assert_eq!(
+        evidence["init_data"],
+        hex::encode(sha2::Sha384::digest(initdata.as_bytes())),
+        "{evidence}"
+    );
+    assert_eq!(
+        evidence["init_data_claims"]["policy.rego"], "package agent_policy",
+        "{evidence}"
+    );
+    // Without init-data the claim is null.
+    let mut plain = kbs.client();
+    let evidence = &cpu0(&plain.attest().await.unwrap())["ear.veraison.annotated-evidence"];
+    assert!(evidence["init_data"].is_null(), "{evidence}");
+}
