@@ -8,7 +8,8 @@
 #   $PREFIX/bin/vhost-device-vsock            (hybrid-vsock backend, from $VHOST_DEVICE_VSOCK or PATH)
 #   $PREFIX/share/defaults/configuration-qemu-{coco-dev,tdx,snp}.toml
 #   $PREFIX/share/guest/{vmlinux,vmlinuz,initrd.img}
-# Then merge deploy/containerd/config.toml into containerd's config, restart containerd and
+#   $PREFIX/share/containerd-config.toml      (deploy/containerd/config.toml for this prefix)
+# Then merge $PREFIX/share/containerd-config.toml into containerd's config, restart containerd and
 # apply deploy/runtimeclasses/*.yaml.
 set -eu
 
@@ -40,15 +41,19 @@ install -m 0755 "$TARGET_DIR/containerd-shim-cocoon-v2" "$PREFIX/bin/"
 if [ -n "$VSOCK" ] && [ "$VSOCK" != "$PREFIX/bin/vhost-device-vsock" ]; then
     install -m 0755 "$VSOCK" "$PREFIX/bin/vhost-device-vsock"
 fi
+# The shipped configurations and the containerd snippet name /opt/cocoon: another
+# --prefix is written into the installed copies, so what is installed is self-consistent.
 for f in "$ROOT"/runtime/config/configs/configuration-qemu-*.toml; do
-    install -m 0644 "$f" "$PREFIX/share/defaults/"
+    sed "s|/opt/cocoon/|$PREFIX/|g" "$f" > "$PREFIX/share/defaults/$(basename "$f")"
+    chmod 0644 "$PREFIX/share/defaults/$(basename "$f")"
 done
+sed "s|/opt/cocoon/|$PREFIX/|g" "$ROOT/deploy/containerd/config.toml" > "$PREFIX/share/containerd-config.toml"
 install -m 0644 "$GUEST_DIR/vmlinux" "$PREFIX/share/guest/vmlinux"
 install -m 0644 "$GUEST_DIR/bzImage" "$PREFIX/share/guest/vmlinuz"
 install -m 0644 "$GUEST_DIR/$INITRD" "$PREFIX/share/guest/initrd.img"
 install -d "$BIN_LINK_DIR"
 ln -sf "$PREFIX/bin/containerd-shim-cocoon-v2" "$BIN_LINK_DIR/containerd-shim-cocoon-v2"
 echo "installed Cocoon under $PREFIX; shim linked in $BIN_LINK_DIR"
-echo "next: merge deploy/containerd/config.toml into containerd's config, restart containerd,"
+echo "next: merge $PREFIX/share/containerd-config.toml into containerd's config, restart containerd,"
 echo "      kubectl apply -f deploy/runtimeclasses/ and label the nodes that have Cocoon:"
 echo "      kubectl label node NODE katacontainers.io/kata-runtime=true"

@@ -13,17 +13,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use cocoon_tests::{
-    guest_dir, guest_initrd, processes_mentioning, run_ok as run, shim_binary, workspace_root,
-};
+use cocoon_tests::{guest_dir, processes_mentioning, run_ok as run, shim_binary, workspace_root};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest,
-    CreateContainerRequest, ExecSyncRequest, ImageSpec, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
-    PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopPodSandboxRequest, VersionRequest,
+    CreateContainerRequest, ExecSyncRequest, ImageSpec, LinuxContainerResources,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
+    PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest,
+    StartContainerRequest, StopPodSandboxRequest, UpdateContainerResourcesRequest, VersionRequest,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -32,28 +30,50 @@ const PAUSE: &str = "docker.io/cocoon/pause:test";
 const BUSYBOX: &str = "docker.io/cocoon/busybox:test";
 
 /// The shipped coco-dev configuration pointed at the test guest and a private state dir.
-fn class_config(guest: &Path, w: &Path) -> PathBuf {
-    let shipped = std::fs::read_to_string(
-        workspace_root().join("runtime/config/configs/configuration-qemu-coco-dev.toml"),
-    )
-    .unwrap();
-    let text: Vec<String> = shipped
+/// Installs Cocoon into `w/opt-cocoon` with the shipped `deploy/install.sh` (this build's
+/// shim, the guest image, the shipped class configurations rewritten for the prefix, the
+/// containerd snippet; the shim linked into `w/bin`, containerd's PATH) and returns the
+/// installed containerd snippet. The coco-dev class's `state_dir` is moved under `w` so the
+/// test can assert it is left empty.
+fn install_cocoon(guest: &Path, w: &Path) -> String {
+    let prefix = w.join("opt-cocoon");
+    let shim_dir = shim_binary().parent().unwrap().to_path_buf();
+    let backend = std::env::var("VHOST_DEVICE_VSOCK")
+        .unwrap_or_else(|_| "/opt/cocoon/bin/vhost-device-vsock".into());
+    run(Command::new(workspace_root().join("deploy/install.sh"))
+        .arg("--prefix")
+        .arg(&prefix)
+        .arg("--target-dir")
+        .arg(&shim_dir)
+        .arg("--guest-dir")
+        .arg(guest)
+        .arg("--bin-link-dir")
+        .arg(w.join("bin"))
+        .env("VHOST_DEVICE_VSOCK", backend));
+    let class = prefix.join("share/defaults/configuration-qemu-coco-dev.toml");
+    let installed = std::fs::read_to_string(&class).unwrap();
+    assert!(
+        !installed.contains("/opt/cocoon/"),
+        "install.sh left /opt/cocoon paths in {}",
+        class.display()
+    );
+    let text: Vec<String> = installed
         .lines()
         .map(|l| {
-            if l.starts_with("kernel =") {
-                format!("kernel = {:?}", guest.join("vmlinux").display().to_string())
-            } else if l.starts_with("initrd =") {
-                format!("initrd = {:?}", guest_initrd(guest).display().to_string())
-            } else if l.starts_with("state_dir =") {
+            if l.starts_with("state_dir =") {
                 format!("state_dir = {:?}", w.join("vmstate").display().to_string())
             } else {
                 l.to_string()
             }
         })
         .collect();
-    let path = w.join("configuration-qemu-coco-dev.toml");
-    std::fs::write(&path, text.join("\n")).unwrap();
-    path
+    std::fs::write(&class, text.join("\n")).unwrap();
+    let snippet = std::fs::read_to_string(prefix.join("share/containerd-config.toml")).unwrap();
+    assert!(
+        snippet.contains(&format!("ConfigPath = \"{}\"", class.display())),
+        "the installed containerd snippet names the installed class configuration: {snippet}"
+    );
+    snippet
 }
 
 struct CriContainerd {
@@ -72,8 +92,8 @@ impl CriContainerd {
         for d in ["bin", "cni/bin", "cni/net.d", "logs"] {
             std::fs::create_dir_all(w.join(d)).unwrap();
         }
-        std::os::unix::fs::symlink(shim_binary(), bin.join("containerd-shim-cocoon-v2")).unwrap();
-        let class = class_config(guest, w);
+        let runtimes = install_cocoon(guest, w);
+        assert!(bin.join("containerd-shim-cocoon-v2").exists());
         let c = r#"plugins."io.containerd.grpc.v1.cri""#;
         let toml = format!(
             r#"version = 2
@@ -98,15 +118,11 @@ state = "{w}/state"
   [{c}.containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "{HANDLER}"
-    [{c}.containerd.runtimes.{HANDLER}]
-      runtime_type = "io.containerd.cocoon.v2"
-      pod_annotations = ["io.katacontainers.*"]
-      container_annotations = ["io.katacontainers.*"]
-      [{c}.containerd.runtimes.{HANDLER}.options]
-        ConfigPath = "{class}"
+
+# The runtimes, exactly as install.sh installed deploy/containerd/config.toml:
+{runtimes}
 "#,
             w = w.display(),
-            class = class.display(),
         );
         std::fs::write(w.join("config.toml"), toml).unwrap();
         let mut me = CriContainerd { dir, child: None };
@@ -383,6 +399,38 @@ async fn kubelet_path_runs_a_pod_in_one_vm() {
     assert_eq!(r.exit_code, 4);
     assert_eq!(String::from_utf8_lossy(&r.stderr), "oops\n");
 
+    // UpdateContainerResources → the shim's Update → the agent's UpdateContainer: the
+    // container's cgroup in the guest gets the new memory limit.
+    rt.update_container_resources(UpdateContainerResourcesRequest {
+        container_id: cid.clone(),
+        linux: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 96 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("UpdateContainerResources: {e}\n{}", ctrd.log()));
+    let r = rt
+        .exec_sync(ExecSyncRequest {
+            container_id: cid.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "cat /sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)/memory.max".into(),
+            ],
+            timeout: 60,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (String::from_utf8_lossy(&r.stdout).trim(), r.exit_code),
+        ((96u64 << 20).to_string().as_str(), 0),
+        "memory.max after UpdateContainerResources; stderr {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+
     let st = rt
         .container_status(ContainerStatusRequest {
             container_id: cid.clone(),
@@ -443,4 +491,65 @@ async fn kubelet_path_runs_a_pod_in_one_vm() {
     }
     drop(rt);
     ctrd.stop_and_assert_clean();
+}
+
+/// The deployment artifacts agree with each other (no VM): every RuntimeClass's handler has
+/// a runtime in the containerd snippet, of type `io.containerd.cocoon.v2`, whose
+/// `ConfigPath` is a shipped class configuration (installed under /opt/cocoon) whose
+/// `runtime.class` is that handler; no snippet runtime lacks a RuntimeClass.
+#[test]
+fn deploy_artifacts_name_the_same_handlers() {
+    let root = workspace_root();
+    let snippet: toml::Table = toml::from_str(
+        &std::fs::read_to_string(root.join("deploy/containerd/config.toml")).unwrap(),
+    )
+    .unwrap();
+    let runtimes = snippet["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]
+        .as_table()
+        .unwrap();
+    let mut handlers = Vec::new();
+    for entry in std::fs::read_dir(root.join("deploy/runtimeclasses")).unwrap() {
+        let path = entry.unwrap().path();
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        let field = |key: &str| {
+            yaml.lines()
+                .find_map(|l| l.trim().strip_prefix(key))
+                .map(|v| v.trim().trim_matches('"').to_string())
+                .unwrap_or_else(|| panic!("{}: no {key}", path.display()))
+        };
+        let (name, handler) = (field("name:"), field("handler:"));
+        assert_eq!(name, handler, "{}", path.display());
+        assert!(
+            yaml.contains("katacontainers.io/kata-runtime: \"true\""),
+            "{}",
+            path.display()
+        );
+        let rt = runtimes
+            .get(&handler)
+            .unwrap_or_else(|| panic!("handler {handler} has no containerd runtime"));
+        assert_eq!(rt["runtime_type"].as_str(), Some("io.containerd.cocoon.v2"));
+        let config_path = rt["options"]["ConfigPath"].as_str().unwrap();
+        let file = config_path
+            .strip_prefix("/opt/cocoon/share/defaults/")
+            .unwrap_or_else(|| {
+                panic!("{handler}: ConfigPath {config_path} is not where install.sh puts configs")
+            });
+        let class = runtime_config::RuntimeClassConfig::load(
+            &root.join("runtime/config/configs").join(file),
+        )
+        .unwrap_or_else(|e| panic!("{handler}: {file}: {e}"));
+        assert_eq!(class.runtime.class, handler, "{file}");
+        handlers.push(handler);
+    }
+    handlers.sort();
+    let mut configured: Vec<&String> = runtimes.keys().collect();
+    configured.sort();
+    assert_eq!(
+        configured.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        handlers.iter().map(|s| s.as_str()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        handlers,
+        ["kata-qemu-coco-dev", "kata-qemu-snp", "kata-qemu-tdx"]
+    );
 }

@@ -27,6 +27,9 @@ struct Containerd {
     shim_sockets_before: Vec<String>,
 }
 
+/// Shell: waits (up to 10 s) for the terminal to get a size from ResizePty, then prints it.
+const WAIT_FOR_SIZE: &str = r#"i=0; while [ "$(stty size)" = "0 0" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; echo "size=$(stty size)""#;
+
 fn shim_sockets() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir("/run/containerd/s")
         .map(|d| {
@@ -176,8 +179,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     }
 
     /// `ctr ...` under a pseudo-terminal (`script`), for `-t`; exit status propagated.
+    /// The terminal is 33 rows by 77 columns: ctr passes that size on with ResizePty.
     fn ctr_tty(&self, args: &str) -> Output {
-        let cmd = format!("ctr --address {} {args}", self.sock().display());
+        let cmd = format!(
+            "stty rows 33 cols 77; ctr --address {} {args}",
+            self.sock().display()
+        );
         Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
             .stdin(Stdio::null())
@@ -385,12 +392,14 @@ fn shim_under_real_containerd() {
 
     // 4. A tty run (-t): the process has a terminal; its exit code propagates.
     let out = c.ctr_tty(&format!(
-        "run --rm -t --runtime {RUNTIME} --annotation {ann} {IMAGE} tty1 sh -c '[ -t 0 ] && [ -t 1 ] && echo is-a-tty; exit 3'"
+        "run --rm -t --runtime {RUNTIME} --annotation {ann} {IMAGE} tty1 sh -c '[ -t 0 ] && [ -t 1 ] && echo is-a-tty; {WAIT_FOR_SIZE}; exit 3'"
     ));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{}\n{}", text(&out), c.log());
     // `[ -t 0 ] && [ -t 1 ]`: stdin and stdout of the process are a terminal.
     assert!(stdout.contains("is-a-tty"), "{stdout:?}");
+    // ctr's ResizePty reached the agent's TtyWinResize: the container's terminal has the size.
+    assert!(stdout.contains("size=33 77"), "{stdout:?}");
     c.assert_clean("tty run");
 
     // 4b. Without a terminal: stdin reaches the process, its EOF (CloseIO) ends `cat`, and
@@ -495,13 +504,12 @@ fn shim_under_real_containerd() {
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
     let out =
-        c.ctr_tty("task exec -t --exec-id t1 long sh -c '[ -t 0 ] && [ -t 1 ] && echo is-a-tty'");
+        c.ctr_tty(&format!("task exec -t --exec-id t1 long sh -c '[ -t 0 ] && [ -t 1 ] && echo is-a-tty; {WAIT_FOR_SIZE}'"));
     assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("is-a-tty"),
-        "{}",
-        text(&out)
-    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("is-a-tty"), "{}", text(&out));
+    // The exec's terminal was resized too (ResizePty with the exec id).
+    assert!(stdout.contains("size=33 77"), "{}", text(&out));
 
     let qemu = c.our_processes("qemu-system");
     assert_eq!(qemu.len(), 1, "one QEMU for the task");

@@ -359,9 +359,13 @@ async fn pod_containers_share_one_vm_and_kill_propagates() {
         0,
         "workload delete keeps the VM"
     );
-    // Deleting a running sandbox is refused.
+    // Deleting a running sandbox is refused, and refusing it keeps the VM.
     f.service.start("pod1", "").await.unwrap();
-    f.service.wait("pod1", "").await.unwrap();
+    let e = f.service.delete("pod1", "").await;
+    assert!(e.is_err(), "delete of a running sandbox: {e:?}");
+    assert_eq!(*f.vmm.stopped.lock().unwrap(), 0);
+    f.service.kill("pod1", "", 9).await.unwrap();
+    assert_eq!(f.service.wait("pod1", "").await.unwrap().status, 137);
     f.service.delete("pod1", "").await.unwrap();
     assert_eq!(*f.vmm.stopped.lock().unwrap(), 1);
 }
