@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the workspace (one profile: dev) and the guest image into build/guest.
-# The agent is the workspace's own dev build (one build of every dependency, which matters on
-# a 2-core CI machine); the guest builder adds its ELF loader and glibc libraries to the
-# initrd. (A static +crt-static agent needs a second --target build of its dependency tree.)
+# Builds the workspace (profile dev: tests, host tools) and the guest image into build/guest.
+# The guest's agent is built a second time with the `guest` profile (size-optimised, see
+# Cargo.toml): it is the binary every pod's guest runs, its RSS and its bytes in the
+# initramfs are guest memory (27 MB and 17 MiB RSS as a dev build, 10 MB and ~7 MiB RSS
+# with `guest`). The guest builder adds its ELF loader and glibc libraries to the initrd.
 # GUEST_OUT (default build/guest) chooses the output directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +14,9 @@ GUEST_OUT="${GUEST_OUT:-build/guest}"
 cargo build --workspace --bins --tests
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 mkdir -p build
-# Debug info is not needed in the guest: strip it (6 MB instead of 21 MB in the initrd).
-mkdir -p "$(dirname "$GUEST_OUT")"; strip -o "$GUEST_OUT.cocoon-agent" "$TARGET_DIR/debug/cocoon-agent"
+# The shipped agent: profile `guest` (stripped, size-optimised, hot crates at opt-level 3).
+cargo build --profile guest -p cocoon-agent --bin cocoon-agent
+mkdir -p "$(dirname "$GUEST_OUT")"; cp "$TARGET_DIR/guest/cocoon-agent" "$GUEST_OUT.cocoon-agent"
 # A busybox rootfs baked into the (measured) initrd, for containers before image pull exists.
 ROOTFS=build/rootfs-busybox
 if [ ! -x "$ROOTFS/bin/busybox" ] || ! cmp -s /bin/busybox "$ROOTFS/bin/busybox"; then

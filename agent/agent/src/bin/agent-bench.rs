@@ -35,6 +35,23 @@ fn vm_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// "RssAnon A KiB, RssFile F KiB" of a process: heap and stacks versus mapped code/data.
+fn rss_split(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    format!(
+        "RssAnon {}, RssFile {}",
+        field("RssAnon:"),
+        field("RssFile:")
+    )
+}
+
 fn spec(cid: &str, args: &[&str]) -> CreateContainerRequest {
     let root = format!("/run/kata-containers/{cid}/rootfs");
     CreateContainerRequest {
@@ -142,6 +159,10 @@ async fn bench(sock: &Path, unshare_pid: u32) -> anyhow::Result<()> {
             .parse()?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let idle = vm_rss_kib(agent_pid);
+    let idle_split = rss_split(agent_pid);
+    if std::env::var_os("AGENT_BENCH_SMAPS").is_some() {
+        let _ = std::fs::copy(format!("/proc/{agent_pid}/smaps"), "/tmp/agent-bench.smaps");
+    }
     c.create_container(spec("pod", &["sleep", "100000"]))
         .await?;
     c.start_container(StartContainerRequest {
@@ -187,6 +208,7 @@ async fn bench(sock: &Path, unshare_pid: u32) -> anyhow::Result<()> {
         "agent VmRSS idle:                 {idle} KiB ({:.2} x the 4096 KiB goal)",
         idle as f64 / 4096.0
     );
+    println!("  of which {idle_split}");
     println!("agent VmRSS one running container: {busy} KiB");
     println!("agent VmRSS after 50 execs:        {after} KiB");
     println!(
