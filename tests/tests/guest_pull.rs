@@ -10,8 +10,19 @@
 //! the encrypted image holds); after switching the KBS to the coco-dev policy the same image
 //! is decrypted (the same search now finds the marker in its unpacked tree only) and runs.
 //!
+//! A second guest (`image_policy_from_the_kbs_gates_pulls_inside_the_guest`) boots with
+//! `agent.image_policy=kbs:///default/policy/images`: the agent fetches that
+//! containers-policy.json from the KBS (coco-dev resource policy) through the data hub for
+//! every pull. Default `reject`; `<registry>/plain` accepts anything; `<registry>/signed`
+//! needs a cosign signature by a test-generated P-256 key given inline (`keyData`). A plain
+//! image and a cosign-signed image run; the signed image's content under an unscoped
+//! repository or signed by another key, and an unsigned image in the signed repository, are
+//! refused at CreateContainer with the policy's reason, before any of their blobs is fetched
+//! and without leaving an unpacked tree; a KBS that refuses or lacks the policy resource
+//! fails every pull, naming the policy's URI (no fallback to accepting).
+//!
 //! Needs the guest image (`COCOON_GUEST_DIR`), docker-registry, skopeo, umoci, busybox-static,
-//! tar.
+//! tar, openssl.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../agent/agent/tests/common/mod.rs"]
@@ -30,6 +41,7 @@ use cocoon_kbs::{KbsConfig, KbsServer};
 use cocoon_tests::{coco_dev_config, guest_dir};
 use guest_image::ocicrypt::cipher::encrypt_stream;
 use guest_image::ocicrypt::keyprovider::wrap_packet;
+use guest_image::policy::{COSIGN_PAYLOAD_MEDIA_TYPE, COSIGN_SIGNATURE_ANNOTATION};
 use runtime_qemu::sandbox::{BootOptions, Sandbox};
 
 const REGISTRY_IN_GUEST: &str = "10.0.2.100:5000";
@@ -40,12 +52,13 @@ const COCO_DEV_POLICY: &str = concat!(
     "/../attestation/kbs/config/policy-coco-dev.rego"
 );
 
-/// Text only the encrypted image holds (in its last layer, an uncompressed tar, so a leftover
-/// plaintext layer or unpacked tree contains it verbatim).
-const MARKER: &str = "only-in-the-encrypted-image-5c1e";
+/// Text only the marked image holds (the encrypted image; in the policy test, the unsigned
+/// one), in its last layer, an uncompressed tar, so a leftover plaintext layer or unpacked
+/// tree contains it verbatim.
+const MARKER: &str = "only-in-the-marked-image-5c1e";
 /// A grep pattern matching [`MARKER`] but not itself (the inspecting container's own
 /// arguments are in the guest too).
-const MARKER_PATTERN: &str = "only-in-the-encrypted-image-5c1[e]";
+const MARKER_PATTERN: &str = "only-in-the-marked-image-5c1[e]";
 
 /// Appends an uncompressed layer holding `/secret/marker` ([`MARKER`]) to `layout`'s image.
 fn add_marker_layer(layout: &Path, work: &Path) {
@@ -357,6 +370,332 @@ async fn pull_decrypt_and_run_inside_the_guest() {
         out.contains("decrypted-in-guest") && out.contains(MARKER) && out.contains("owned by app"),
         "{out}"
     );
+
+    sb.shutdown().await.unwrap();
+    kbs.stop().await;
+}
+
+/// The manifest digest of the only image in OCI `layout` (what [`image_common::Registry::push_raw`]
+/// stores, byte for byte).
+fn layout_digest(layout: &Path) -> String {
+    image_common::read_json(&layout.join("index.json"))["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Signs `digest` for `identity` with the P-256 key `key` the way cosign does (a simple-signing
+/// payload; its DER ECDSA-SHA256 signature, base64, in the payload layer's annotation) and
+/// pushes the artifact as `repo:sha256-<hex>.sig`. Returns the payload blob's digest.
+fn push_cosign_signature(
+    registry: &image_common::Registry,
+    repo: &str,
+    digest: &str,
+    identity: &str,
+    key: &Path,
+    work: &Path,
+) -> String {
+    let dir = tempfile::tempdir_in(work).unwrap();
+    let layout = dir.path();
+    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let payload = serde_json::json!({
+        "critical": {
+            "identity": {"docker-reference": identity},
+            "image": {"docker-manifest-digest": digest},
+            "type": "cosign container image signature"
+        },
+        "optional": null
+    })
+    .to_string();
+    let payload_path = layout.join("payload.json");
+    fs::write(&payload_path, &payload).unwrap();
+    let sig_path = layout.join("payload.sig");
+    image_common::run(
+        std::process::Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(key)
+            .arg("-out")
+            .arg(&sig_path)
+            .arg(&payload_path),
+    );
+    let sig = base64::engine::general_purpose::STANDARD.encode(fs::read(&sig_path).unwrap());
+    let config = b"{}";
+    let config_digest = image_common::write_blob(layout, config);
+    let payload_digest = image_common::write_blob(layout, payload.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest, "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": COSIGN_PAYLOAD_MEDIA_TYPE,
+            "digest": payload_digest, "size": payload.len(),
+            "annotations": {COSIGN_SIGNATURE_ANNOTATION: sig},
+        }],
+    });
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let manifest_digest = image_common::write_blob(layout, &bytes);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest, "size": bytes.len(),
+        }],
+    });
+    fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    let tag = format!("sha256-{}.sig", digest.strip_prefix("sha256:").unwrap());
+    registry.push_raw(layout, repo, &tag);
+    payload_digest
+}
+
+/// The config blob's digest of the only image in OCI `layout`.
+fn layout_config_digest(layout: &Path) -> String {
+    let digest = layout_digest(layout);
+    let manifest = image_common::read_json(
+        &layout
+            .join("blobs/sha256")
+            .join(digest.strip_prefix("sha256:").unwrap()),
+    );
+    manifest["config"]["digest"].as_str().unwrap().to_owned()
+}
+
+/// Asserts nothing of the refused container `cid` (no unpacked tree, no staging) is in the
+/// guest listing of [`inspect_guest`] (its empty container directory may be).
+fn assert_no_leftovers(listing: &str, cid: &str) {
+    let inside = format!("/{cid}/");
+    assert!(
+        !listing.lines().any(|l| l.contains(&inside)),
+        "leftovers of the refused pull of {cid}: {listing}"
+    );
+}
+
+/// CreateContainer of `image` as `cid`, which must fail; returns the error text.
+async fn refused(c: &AgentClient, cid: &str, image: &str) -> String {
+    match c
+        .create_container(common::create_req(cid, image, &["/bin/sh", "-c", "true"]))
+        .await
+    {
+        Ok(_) => panic!("CreateContainer of {image} succeeded; it must be refused"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_policy_from_the_kbs_gates_pulls_inside_the_guest() {
+    const POLICY_URI: &str = "kbs:///default/policy/images";
+    let Some(guest) = guest_dir() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+
+    // Registry: the busybox image as plain/busybox, signed/busybox (with a cosign signature),
+    // other/busybox (signed too: only the scope refuses it) and signed/forged (signed by
+    // another key); a different (marked) image as signed/busybox:unsigned, with no
+    // signature. Pushed byte for byte, so the manifest digests are the layouts' and the
+    // marker layer stays uncompressed.
+    let registry = image_common::Registry::start();
+    let layout = image_common::build_busybox_image(w);
+    let digest = layout_digest(&layout);
+    let config_digest = layout_config_digest(&layout);
+    let (key, pubkey) = image_common::openssl_keypair(w, "cosign", "P-256");
+    let (wrong_key, _) = image_common::openssl_keypair(w, "wrong", "P-256");
+    registry.push_raw(&layout, "plain/busybox", "latest");
+    registry.push_raw(&layout, "signed/busybox", "latest");
+    registry.push_raw(&layout, "other/busybox", "latest");
+    registry.push_raw(&layout, "signed/forged", "latest");
+    let signed = format!("{REGISTRY_IN_GUEST}/signed/busybox:latest");
+    let other = format!("{REGISTRY_IN_GUEST}/other/busybox:latest");
+    let payload_digest =
+        push_cosign_signature(&registry, "signed/busybox", &digest, &signed, &key, w);
+    push_cosign_signature(&registry, "other/busybox", &digest, &other, &key, w);
+    let forged = format!("{REGISTRY_IN_GUEST}/signed/forged:latest");
+    push_cosign_signature(&registry, "signed/forged", &digest, &forged, &wrong_key, w);
+    let marked = w.join("marked");
+    image_common::copy_layout(&layout, &marked);
+    add_marker_layer(&marked, w);
+    let unsigned_digest = layout_digest(&marked);
+    let unsigned_config = layout_config_digest(&marked);
+    assert_ne!(unsigned_digest, digest);
+    registry.push_raw(&marked, "signed/busybox", "unsigned");
+    let registry_port: u16 = registry.host.rsplit(':').next().unwrap().parse().unwrap();
+
+    // The image policy, with the public key inline (the guest has no key file).
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let policy_json = serde_json::json!({
+        "default": [{"type": "reject"}],
+        "transports": {"docker": {
+            format!("{REGISTRY_IN_GUEST}/plain"): [{"type": "insecureAcceptAnything"}],
+            format!("{REGISTRY_IN_GUEST}/signed"): [{
+                "type": "sigstoreSigned", "keyData": b64.encode(fs::read(&pubkey).unwrap())
+            }],
+        }}
+    });
+    // KBS holding it, releasing resources to sample evidence (coco-dev) from the start.
+    let resources = w.join("kbs");
+    let policy_file = resources.join("default/policy/images");
+    fs::create_dir_all(policy_file.parent().unwrap()).unwrap();
+    fs::write(&policy_file, policy_json.to_string()).unwrap();
+    let mut kbs_config = KbsConfig::for_loopback(resources);
+    kbs_config.allow_sample = true;
+    kbs_config.resource_policy_file = Some(COCO_DEV_POLICY.into());
+    let kbs = KbsServer::start(kbs_config).await.unwrap();
+
+    let state = tempfile::tempdir().unwrap();
+    let mut cfg = coco_dev_config(&guest, state.path());
+    cfg.hypervisor.qemu.kernel_params = format!(
+        "agent.guest_pull=true agent.aa_kbc_params=cc_kbc::{KBS_IN_GUEST} \
+         agent.tee_class=coco-dev agent.insecure_registries={REGISTRY_IN_GUEST} \
+         agent.image_policy={POLICY_URI}"
+    );
+    let forward = |addr: &str, guest_port, host_port| runtime_qemu::GuestForward {
+        guest_addr: addr.parse().unwrap(),
+        guest_port,
+        host_port,
+    };
+    let opts = BootOptions {
+        id: "guest-pull-policy".into(),
+        network: Some(runtime_qemu::UserNetwork {
+            forwards: vec![
+                forward("10.0.2.100", 5000, registry_port),
+                forward("10.0.2.101", 8080, kbs.addr.port()),
+            ],
+            relay_busybox: "/usr/bin/busybox".into(),
+        }),
+        ..Default::default()
+    };
+    let sb = Sandbox::boot(&cfg, &opts, runtime_qemu::host::kvm_usable())
+        .await
+        .unwrap();
+    let c = sb.agent().with_timeout(Some(Duration::from_secs(180)));
+    configure_network(&c).await;
+
+    // 1. plain/: insecureAcceptAnything.
+    let plain = format!("{REGISTRY_IN_GUEST}/plain/busybox:latest");
+    let (out, status) = run_container(
+        &c,
+        "plain",
+        &plain,
+        &["/bin/sh", "-c", "echo plain-accepted; cat /etc/app.conf"],
+        &[],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nconsole:\n{}", sb.console()));
+    assert_eq!(status, 0, "{out}");
+    assert!(
+        out.contains("plain-accepted") && out.contains("owned by app"),
+        "{out}"
+    );
+
+    // 2. signed/ with a valid signature by the policy's key: the guest fetched the
+    // signature payload and accepted it.
+    let (out, status) = run_container(
+        &c,
+        "signed",
+        &signed,
+        &["/bin/sh", "-c", "echo signed-accepted; cat /etc/app.conf"],
+        &[],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nconsole:\n{}", sb.console()));
+    assert_eq!(status, 0, "{out}");
+    assert!(
+        out.contains("signed-accepted") && out.contains("owned by app"),
+        "{out}"
+    );
+    assert_eq!(
+        registry.blob_gets("signed/busybox", &payload_digest),
+        1,
+        "the guest must have fetched the signature payload once"
+    );
+
+    // 3. The same (signed) content under a repository no scope names: the default `reject`.
+    let text = refused(&c, "other-refused", &other).await;
+    assert!(
+        text.contains(&format!(
+            "image {other} refused by policy: policy requirement `reject`"
+        )),
+        "CreateContainer must name the policy's reject: {text}"
+    );
+
+    // 4. An unsigned image in signed/: sigstoreSigned finds no signature.
+    let unsigned = format!("{REGISTRY_IN_GUEST}/signed/busybox:unsigned");
+    let text = refused(&c, "unsigned-refused", &unsigned).await;
+    let sig_tag = format!(
+        "sha256-{}.sig",
+        unsigned_digest.strip_prefix("sha256:").unwrap()
+    );
+    assert!(
+        text.contains(&format!(
+            "image {unsigned} refused by policy: no signature {sig_tag}"
+        )),
+        "CreateContainer must name the missing signature: {text}"
+    );
+
+    // 5. signed/ with a signature by another key: refused.
+    let text = refused(&c, "forged-refused", &forged).await;
+    assert!(
+        text.contains(&format!(
+            "image {forged} refused by policy: no valid signature"
+        )) && text.contains("signature does not verify with the policy key"),
+        "CreateContainer must say the signature does not verify: {text}"
+    );
+
+    // Refused before any blob of theirs was fetched (the config blobs of the accepted
+    // pulls were), and nothing of them is in the guest.
+    assert_eq!(registry.blob_gets("plain/busybox", &config_digest), 1);
+    assert_eq!(registry.blob_gets("signed/busybox", &config_digest), 1);
+    assert_eq!(registry.blob_gets("other/busybox", &config_digest), 0);
+    assert_eq!(registry.blob_gets("signed/forged", &config_digest), 0);
+    assert_eq!(registry.blob_gets("signed/busybox", &unsigned_config), 0);
+    // (The inspecting container's `cocoon-baked:` image is not subject to the policy.)
+    let (listing, hits) = inspect_guest(&c, "inspect").await;
+    assert!(
+        listing.contains("/guest-run/cocoon/image-cache/")
+            && listing.contains("/guest-run/kata-containers/inspect"),
+        "the inspection does not see the guest's /run: {listing}"
+    );
+    assert!(
+        !listing.contains(".partial"),
+        "staging leftovers of the refused pulls: {listing}"
+    );
+    assert_no_leftovers(&listing, "other-refused");
+    assert_no_leftovers(&listing, "unsigned-refused");
+    assert_no_leftovers(&listing, "forged-refused");
+    assert!(hits.is_empty(), "the refused unsigned image: {hits:?}");
+
+    // 6. The KBS refuses the policy resource (its default resource policy refuses sample
+    // evidence): even the image the policy accepts is not pulled.
+    kbs.state.set_resource_policy(
+        policy::Policy::from_rego("resource-policy", cocoon_kbs::DEFAULT_RESOURCE_POLICY).unwrap(),
+    );
+    let text = refused(&c, "policy-denied", &plain).await;
+    assert!(
+        text.contains(&format!(
+            "agent.image_policy={POLICY_URI}: cannot fetch it from the KBS"
+        )) && text.contains("PolicyDeny")
+            && text.contains("resource default/policy/images refused by policy"),
+        "CreateContainer must name the policy URI and the KBS's refusal: {text}"
+    );
+
+    // 7. The KBS has no such resource: the same.
+    let rego = fs::read_to_string(COCO_DEV_POLICY).unwrap();
+    kbs.state
+        .set_resource_policy(policy::Policy::from_rego("resource-policy", &rego).unwrap());
+    fs::remove_file(&policy_file).unwrap();
+    let text = refused(&c, "policy-missing", &plain).await;
+    assert!(
+        text.contains(&format!(
+            "agent.image_policy={POLICY_URI}: cannot fetch it from the KBS"
+        )) && text.contains("ResourceNotFound")
+            && text.contains("resource default/policy/images not found"),
+        "CreateContainer must name the policy URI and the missing resource: {text}"
+    );
+    let (listing, _) = inspect_guest(&c, "inspect2").await;
+    assert_no_leftovers(&listing, "policy-denied");
+    assert_no_leftovers(&listing, "policy-missing");
 
     sb.shutdown().await.unwrap();
     kbs.stop().await;
