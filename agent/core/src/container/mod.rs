@@ -65,6 +65,10 @@ pub struct ContainerService {
     sandbox_pidns: AtomicBool,
     create_lock: tokio::sync::Mutex<()>,
     oom_seen: Mutex<HashMap<String, u64>>,
+    /// OOM kills found when a container was removed before GetOOMEvent sampled them:
+    /// delivered first, so a container removed within one poll interval is not lost.
+    oom_pending: Mutex<std::collections::VecDeque<String>>,
+    oom_wake: tokio::sync::Notify,
 }
 
 impl ContainerService {
@@ -78,6 +82,8 @@ impl ContainerService {
             sandbox_pidns: AtomicBool::new(false),
             create_lock: tokio::sync::Mutex::new(()),
             oom_seen: Mutex::new(HashMap::new()),
+            oom_pending: Mutex::new(std::collections::VecDeque::new()),
+            oom_wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -431,6 +437,22 @@ impl ContainerService {
                 )));
             }
         }
+        // Last look at the cgroup's OOM counter before it goes away.
+        let kills = self.host.oom_kill_count(cid);
+        let seen = self
+            .oom_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(cid)
+            .copied()
+            .unwrap_or(0);
+        if kills > seen {
+            self.oom_pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_back(cid.to_string());
+            self.oom_wake.notify_one();
+        }
         self.host.remove_container(cid).await.map_err(host_error)?;
         if c.pulled {
             self.images
@@ -472,9 +494,18 @@ impl ContainerService {
         self.host.set_time(sec, usec).map_err(host_error)
     }
 
-    /// GetOOMEvent: waits until a container's cgroup records a new OOM kill.
+    /// GetOOMEvent: waits until a container's cgroup records a new OOM kill (or one was
+    /// found when its container was removed).
     pub async fn next_oom_event(&self) -> String {
         loop {
+            let pending = self
+                .oom_pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front();
+            if let Some(cid) = pending {
+                return cid;
+            }
             for cid in self.container_ids() {
                 let n = self.host.oom_kill_count(&cid);
                 let mut seen = self.oom_seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -484,7 +515,7 @@ impl ContainerService {
                     return cid;
                 }
             }
-            tokio::time::sleep(OOM_POLL).await;
+            let _ = tokio::time::timeout(OOM_POLL, self.oom_wake.notified()).await;
         }
     }
 }

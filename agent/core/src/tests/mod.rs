@@ -486,6 +486,57 @@ async fn oom_events_long_poll_and_time() {
     assert!(r.host.calls().contains(&"time 1700000000.5".to_string()));
 }
 
+/// A container OOM-killed and removed before GetOOMEvent's next sample still produces its
+/// event (found at RemoveContainer), exactly once.
+#[tokio::test]
+async fn oom_kill_of_a_container_removed_before_the_poll_is_not_lost() {
+    let r = rig();
+    let d = Arc::new(allow(&r));
+    for cid in ["gone", "stays"] {
+        call(
+            &d,
+            AgentRequest::CreateContainer(create_req(cid, "busybox")),
+        )
+        .await
+        .unwrap();
+    }
+    r.host.oom.lock().unwrap().insert("gone".into(), 1);
+    call(
+        &d,
+        AgentRequest::RemoveContainer(RemoveContainerRequest {
+            container_id: "gone".into(),
+            timeout: 5,
+        }),
+    )
+    .await
+    .unwrap();
+    let ev = tokio::time::timeout(
+        Duration::from_secs(3),
+        d.dispatch(AgentRequest::GetOOMEvent(Default::default())),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        ev,
+        AgentResponse::OOMEvent(OOMEvent {
+            container_id: "gone".into()
+        })
+    );
+    // Delivered once: the next poll waits (nothing new for "stays").
+    let d2 = d.clone();
+    let again = tokio::spawn(async move {
+        d2.dispatch(AgentRequest::GetOOMEvent(Default::default()))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !again.is_finished(),
+        "the removed container's OOM event came twice"
+    );
+    again.abort();
+}
+
 #[tokio::test]
 async fn health_version_details_and_destroy() {
     let r = rig();
