@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use p384::ecdsa::signature::Verifier as _;
 use serde::{Deserialize, Serialize};
 
-use super::certs::{VekKind, VerifiedVek, verify_vek_chain};
+use super::certs::{VekExtensions, VekKind, VerifiedVek, verify_vek_chain};
 use super::report::{Product, SigningKey, SnpReport, SnpTcb, policy_bits};
 use crate::{AttestationError, Claims, Tee};
 
@@ -77,12 +77,14 @@ fn product_for(report: &SnpReport, chain: &VerifiedVek) -> Result<Product, Attes
     Ok(chain.product)
 }
 
+/// The VEK's TCB extensions must equal REPORTED_TCB; a VCEK's hwID must equal
+/// CHIP_ID (whole, or its first 8 bytes on Turin); a VLEK carries no hwID.
 fn check_vek_matches_report(
     report: &SnpReport,
-    chain: &VerifiedVek,
+    kind: VekKind,
+    ext: &VekExtensions,
     reported: &SnpTcb,
 ) -> Result<(), AttestationError> {
-    let ext = &chain.extensions;
     let pairs = [
         ("bootloader", ext.bootloader, Some(reported.bootloader)),
         ("tee", ext.tee, Some(reported.tee)),
@@ -101,7 +103,7 @@ fn check_vek_matches_report(
             }
         }
     }
-    match chain.kind {
+    match kind {
         VekKind::Vcek => {
             let hwid = ext
                 .hwid
@@ -134,6 +136,7 @@ fn check_vek_matches_report(
     Ok(())
 }
 
+/// Guest policy bits (debug, SMT, migration agent), minimum REPORTED_TCB and VMPL.
 fn check_policy(
     report: &SnpReport,
     reported: &SnpTcb,
@@ -207,7 +210,7 @@ pub fn verify_snp(
     })?;
     let product = product_for(&report, &chain)?;
     let reported = SnpTcb::decode(report.reported_tcb_raw(), product);
-    check_vek_matches_report(&report, &chain, &reported)?;
+    check_vek_matches_report(&report, chain.kind, &chain.extensions, &reported)?;
     check_policy(&report, &reported, policy)?;
     tracing::debug!(product = product.name(), kind = ?chain.kind, "SNP report verified");
     Ok(snp_claims(&report, product, &chain, &reported))
@@ -275,5 +278,301 @@ fn snp_claims(
         debug: report.policy() & policy_bits::DEBUG != 0,
         platform_id: Some(report.chip_id().to_vec()),
         fields: f,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The checks after the report signature, run directly on parsed fixture values
+    //! (a modified report cannot be re-signed, so `verify_snp` would stop earlier).
+    use super::*;
+    use crate::snp::certs::AmdCert;
+
+    /// A parsed fixture: report, product, VEK kind and extensions, REPORTED_TCB.
+    struct Fixture {
+        bytes: Vec<u8>,
+        product: Product,
+        kind: VekKind,
+        ext: VekExtensions,
+    }
+
+    impl Fixture {
+        fn load(dir: &str, vek_file: &str, product: Product) -> Self {
+            let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data/snp")
+                .join(dir);
+            let bytes = std::fs::read(base.join("report.bin")).unwrap();
+            let cert = AmdCert::from_der(&std::fs::read(base.join(vek_file)).unwrap()).unwrap();
+            let kind = match cert.subject_cn().as_str() {
+                "SEV-VLEK" => VekKind::Vlek,
+                _ => VekKind::Vcek,
+            };
+            Self {
+                ext: cert.vek_extensions().unwrap(),
+                bytes,
+                product,
+                kind,
+            }
+        }
+
+        fn report(&self) -> SnpReport {
+            SnpReport::parse(&self.bytes).unwrap()
+        }
+
+        /// The report with `edit` applied to its bytes (signature no longer valid).
+        fn edited(&self, edit: impl FnOnce(&mut [u8])) -> SnpReport {
+            let mut b = self.bytes.clone();
+            edit(&mut b);
+            SnpReport::parse(&b).unwrap()
+        }
+
+        fn reported(&self, report: &SnpReport) -> SnpTcb {
+            SnpTcb::decode(report.reported_tcb_raw(), self.product)
+        }
+
+        fn vek_check(
+            &self,
+            report: &SnpReport,
+            ext: &VekExtensions,
+        ) -> Result<(), AttestationError> {
+            check_vek_matches_report(report, self.kind, ext, &self.reported(report))
+        }
+
+        fn policy_check(
+            &self,
+            report: &SnpReport,
+            policy: &SnpPolicy,
+        ) -> Result<(), AttestationError> {
+            check_policy(report, &self.reported(report), policy)
+        }
+    }
+
+    fn virtee() -> Fixture {
+        Fixture::load("milan-vcek-virtee", "vcek.der", Product::Milan)
+    }
+    fn gosev() -> Fixture {
+        Fixture::load("milan-vcek-gosevguest", "vcek.der", Product::Milan)
+    }
+    fn vlek() -> Fixture {
+        Fixture::load("milan-vlek-trustee-aws", "vlek.der", Product::Milan)
+    }
+    fn genoa() -> Fixture {
+        Fixture::load("genoa-vcek-trustee-coco", "vcek.der", Product::Genoa)
+    }
+
+    fn tcb_err(r: Result<(), AttestationError>, needle: &str) {
+        match r {
+            Err(AttestationError::Tcb(m)) => assert!(m.contains(needle), "{needle:?} not in {m:?}"),
+            other => panic!("expected a TCB error naming {needle:?}, got {other:?}"),
+        }
+    }
+
+    fn policy_err(r: Result<(), AttestationError>, needle: &str) {
+        match r {
+            Err(AttestationError::Policy(m)) => {
+                assert!(m.contains(needle), "{needle:?} not in {m:?}")
+            }
+            other => panic!("expected a policy error naming {needle:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_fixture_vek_matches_its_report() {
+        for f in [virtee(), gosev(), vlek(), genoa()] {
+            let r = f.report();
+            f.vek_check(&r, &f.ext).unwrap();
+            f.policy_check(&r, &SnpPolicy::permissive()).unwrap();
+        }
+    }
+
+    #[test]
+    fn vek_tcb_extension_differing_from_reported_tcb_is_refused() {
+        for f in [virtee(), vlek(), genoa()] {
+            let r = f.report();
+            type Field = fn(&mut VekExtensions) -> &mut Option<u8>;
+            let fields: [(&str, Field); 4] = [
+                ("bootloader", |e| &mut e.bootloader),
+                ("tee", |e| &mut e.tee),
+                ("snp", |e| &mut e.snp),
+                ("microcode", |e| &mut e.microcode),
+            ];
+            for (name, field) in fields {
+                let mut ext = f.ext.clone();
+                let v = field(&mut ext);
+                *v = v.map(|x| x.wrapping_add(1));
+                tcb_err(f.vek_check(&r, &ext), &format!("VEK {name} SPL"));
+                let mut ext = f.ext.clone();
+                *field(&mut ext) = None;
+                tcb_err(f.vek_check(&r, &ext), &format!("VEK {name} SPL None"));
+            }
+            // An FMC SPL on a pre-Turin VEK has no REPORTED_TCB counterpart.
+            let ext = VekExtensions {
+                fmc: Some(0),
+                ..f.ext.clone()
+            };
+            tcb_err(f.vek_check(&r, &ext), "VEK fmc SPL");
+        }
+        // REPORTED_TCB changed in the report, certificate untouched (Milan layout:
+        // byte 0 boot loader, 1 TEE, 6 SNP, 7 microcode).
+        let f = virtee();
+        for (off, name) in [(0, "bootloader"), (1, "tee"), (6, "snp"), (7, "microcode")] {
+            let r = f.edited(|b| b[0x180 + off] ^= 0x01);
+            tcb_err(
+                f.vek_check(&r, &f.ext),
+                &format!("report REPORTED_TCB {name}"),
+            );
+        }
+        // Another chip's genuine VCEK: its TCB values differ from this report's.
+        let other = gosev();
+        tcb_err(
+            f.vek_check(&f.report(), &other.ext),
+            "VEK bootloader SPL Some(2)",
+        );
+    }
+
+    #[test]
+    fn vcek_hwid_differing_from_chip_id_is_refused() {
+        let f = virtee();
+        for off in [0usize, 7, 8, 63] {
+            let r = f.edited(|b| b[0x1A0 + off] ^= 0x01);
+            tcb_err(f.vek_check(&r, &f.ext), "VCEK hwID");
+        }
+        // Another chip's hwID with this report's TCB values.
+        let other = gosev();
+        let ext = VekExtensions {
+            hwid: other.ext.hwid.clone(),
+            ..f.ext.clone()
+        };
+        tcb_err(f.vek_check(&f.report(), &ext), "!= report CHIP_ID");
+        // No hwID at all.
+        let ext = VekExtensions {
+            hwid: None,
+            ..f.ext.clone()
+        };
+        tcb_err(f.vek_check(&f.report(), &ext), "VCEK has no hwID");
+        // Turin-style 8-byte hwID: compared with the first 8 bytes of CHIP_ID.
+        let r = f.report();
+        let short = VekExtensions {
+            hwid: Some(r.chip_id()[..8].to_vec()),
+            ..f.ext.clone()
+        };
+        f.vek_check(&r, &short).unwrap();
+        let r = f.edited(|b| b[0x1A0 + 3] ^= 0x80);
+        tcb_err(f.vek_check(&r, &short), "VCEK hwID");
+        // Any other length is refused.
+        let odd = VekExtensions {
+            hwid: Some(vec![0; 32]),
+            ..f.ext.clone()
+        };
+        tcb_err(f.vek_check(&f.report(), &odd), "hwID has 32 bytes");
+    }
+
+    #[test]
+    fn vlek_with_a_hwid_is_refused() {
+        let f = vlek();
+        let ext = VekExtensions {
+            hwid: Some(vec![0; 64]),
+            ..f.ext.clone()
+        };
+        tcb_err(f.vek_check(&f.report(), &ext), "VLEK carries a hwID");
+    }
+
+    #[test]
+    fn migration_agent_policy_bit_is_refused_unless_allowed() {
+        let f = virtee();
+        // POLICY bit 18 (MIGRATE_MA) is bit 2 of byte 0x0A.
+        let r = f.edited(|b| b[0x0A] |= 0x04);
+        assert_ne!(r.policy() & policy_bits::MIGRATE_MA, 0);
+        policy_err(f.policy_check(&r, &SnpPolicy::default()), "migration agent");
+        let allow = SnpPolicy {
+            allow_migration_agent: true,
+            ..SnpPolicy::default()
+        };
+        f.policy_check(&r, &allow).unwrap();
+        f.policy_check(&f.report(), &SnpPolicy::default()).unwrap();
+    }
+
+    #[test]
+    fn smt_policy_bit_is_refused_when_smt_is_not_allowed() {
+        let f = virtee();
+        let no_smt = SnpPolicy {
+            allow_smt: false,
+            ..SnpPolicy::default()
+        };
+        // The fixture's policy 0x30000 has SMT (bit 16) set.
+        policy_err(f.policy_check(&f.report(), &no_smt), "allows SMT");
+        let r = f.edited(|b| b[0x0A] &= !0x01);
+        assert_eq!(r.policy() & policy_bits::SMT, 0);
+        f.policy_check(&r, &no_smt).unwrap();
+    }
+
+    #[test]
+    fn debug_policy_bit_is_refused_unless_allowed() {
+        let f = gosev();
+        policy_err(f.policy_check(&f.report(), &SnpPolicy::default()), "DEBUG");
+        let allow = SnpPolicy {
+            allow_debug: true,
+            ..SnpPolicy::default()
+        };
+        f.policy_check(&f.report(), &allow).unwrap();
+    }
+
+    #[test]
+    fn vmpl_above_the_maximum_is_refused() {
+        // The AWS VLEK report was taken at VMPL 1.
+        let f = vlek();
+        let max0 = SnpPolicy {
+            max_vmpl: Some(0),
+            ..SnpPolicy::default()
+        };
+        policy_err(
+            f.policy_check(&f.report(), &max0),
+            "VMPL 1 above the maximum 0",
+        );
+        let max1 = SnpPolicy {
+            max_vmpl: Some(1),
+            ..SnpPolicy::default()
+        };
+        f.policy_check(&f.report(), &max1).unwrap();
+        let v = virtee();
+        v.policy_check(&v.report(), &max0).unwrap();
+        let r = v.edited(|b| b[0x30] = 3);
+        policy_err(v.policy_check(&r, &max1), "VMPL 3 above the maximum 1");
+    }
+
+    #[test]
+    fn minimum_tcb_above_the_reported_tcb_is_refused() {
+        // virtee REPORTED_TCB: bl=3 tee=0 snp=8 ucode=115.
+        let f = virtee();
+        let r = f.report();
+        let exact = f.reported(&r);
+        assert_eq!(exact.to_string(), "bl=3 tee=0 snp=8 ucode=115");
+        let with = |min: SnpTcb| SnpPolicy {
+            min_tcb: Some(min),
+            ..SnpPolicy::default()
+        };
+        f.policy_check(&r, &with(exact)).unwrap();
+        f.policy_check(&r, &with(SnpTcb::default())).unwrap();
+        for above in [
+            SnpTcb {
+                bootloader: 4,
+                ..exact
+            },
+            SnpTcb { tee: 1, ..exact },
+            SnpTcb { snp: 9, ..exact },
+            SnpTcb {
+                microcode: 116,
+                ..exact
+            },
+            SnpTcb {
+                fmc: Some(1),
+                ..exact
+            },
+        ] {
+            policy_err(
+                f.policy_check(&r, &with(above)),
+                &format!("REPORTED_TCB {exact} is below the minimum {above}"),
+            );
+        }
     }
 }

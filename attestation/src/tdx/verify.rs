@@ -67,6 +67,22 @@ fn classify<E: std::fmt::Display>(err: &E, now: i64) -> AttestationError {
     }
 }
 
+/// Judge TD_ATTRIBUTES under `policy`: a TD with DEBUG (bit 0) is refused unless
+/// the policy allows debug. Returns whether DEBUG is set.
+fn check_td_attributes(
+    td_attributes: &[u8; 8],
+    policy: &TdxPolicy,
+) -> Result<bool, AttestationError> {
+    let debug = td_attributes[0] & TD_ATTR_DEBUG != 0;
+    if debug && !policy.allow_debug {
+        return Err(AttestationError::Policy(format!(
+            "TD_ATTRIBUTES {} has DEBUG set (the policy refuses debuggable TDs)",
+            hex::encode(td_attributes)
+        )));
+    }
+    Ok(debug)
+}
+
 /// Verify a TDX quote and return its claims.
 pub fn verify_tdx(
     input: TdxVerifyInput<'_>,
@@ -85,13 +101,7 @@ pub fn verify_tdx(
         .report
         .as_td10()
         .ok_or_else(|| AttestationError::malformed("TDX quote", "body is not a TD report"))?;
-    let debug = td.td_attributes[0] & TD_ATTR_DEBUG != 0;
-    if debug && !policy.allow_debug {
-        return Err(AttestationError::Policy(format!(
-            "TD_ATTRIBUTES {} has DEBUG set",
-            hex::encode(td.td_attributes)
-        )));
-    }
+    let debug = check_td_attributes(&td.td_attributes, policy)?;
     if !policy.accepted_tcb_statuses.is_empty()
         && !policy.accepted_tcb_statuses.contains(&verified.status)
     {
@@ -156,4 +166,49 @@ pub fn verify_tdx(
         platform_id: Some(fmspc.to_vec()),
         fields: f,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TD_ATTRIBUTES of a real quote, as dcap-qvl parses them.
+    fn fixture_td_attributes(set: &str) -> [u8; 8] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/tdx")
+            .join(set)
+            .join("quote.bin");
+        let quote = dcap_qvl::quote::Quote::parse(&std::fs::read(path).unwrap()).unwrap();
+        quote.report.as_td10().unwrap().td_attributes
+    }
+
+    #[test]
+    fn fixture_attributes_pass_the_strict_policy() {
+        for set in ["v4-uptodate-dcapqvl", "v5-uptodate-gotdxguest"] {
+            let attrs = fixture_td_attributes(set);
+            assert_eq!(hex::encode(attrs), "0000001000000000", "{set}");
+            assert!(!check_td_attributes(&attrs, &TdxPolicy::default()).unwrap());
+        }
+    }
+
+    #[test]
+    fn debug_attribute_is_refused_unless_the_policy_allows_it() {
+        let mut attrs = fixture_td_attributes("v4-uptodate-dcapqvl");
+        attrs[0] |= TD_ATTR_DEBUG;
+        match check_td_attributes(&attrs, &TdxPolicy::default()) {
+            Err(AttestationError::Policy(m)) => {
+                assert!(m.contains("0100001000000000") && m.contains("DEBUG"), "{m}")
+            }
+            other => panic!("expected a DEBUG policy error, got {other:?}"),
+        }
+        let allow = TdxPolicy {
+            allow_debug: true,
+            ..TdxPolicy::default()
+        };
+        assert!(check_td_attributes(&attrs, &allow).unwrap());
+        // Other TUD bits are not DEBUG.
+        assert!(
+            !check_td_attributes(&[0xFE, 0, 0, 0x10, 0, 0, 0, 0], &TdxPolicy::default()).unwrap()
+        );
+    }
 }
