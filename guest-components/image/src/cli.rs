@@ -9,7 +9,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::policy::Policy;
 use crate::registry::CredentialSource;
-use crate::{AuthFileCredentials, ImageError, PrivateKey, ProgressSink, PullOptions, pull_image};
+use crate::{
+    AuthFileCredentials, ImageError, PrivateKey, ProgressSink, PullOptions, UnpackLimits,
+    pull_image,
+};
 
 /// Arguments of `image pull`.
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
@@ -39,6 +42,55 @@ pub struct PullArgs {
     /// Layers downloaded at the same time.
     #[arg(long, default_value_t = 3)]
     pub max_concurrent_downloads: usize,
+    /// Refuse the image when its layers unpack to more than SIZE bytes in all (decompression
+    /// bomb protection; also caps any single file). A number of bytes, or with a K, M, G or T
+    /// suffix (powers of 1024; `KiB`... accepted too). Default: 8GiB.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_unpacked_bytes: Option<u64>,
+    /// Refuse the image when its layers hold more than N tar entries in all. Default: 2000000.
+    #[arg(long, value_name = "N")]
+    pub max_entries: Option<u64>,
+}
+
+impl PullArgs {
+    /// The unpack limits these arguments ask for; the library defaults for what is not given.
+    pub fn unpack_limits(&self) -> UnpackLimits {
+        let defaults = UnpackLimits::default();
+        let max_total_bytes = self.max_unpacked_bytes.unwrap_or(defaults.max_total_bytes);
+        UnpackLimits {
+            max_total_bytes,
+            max_entries: self.max_entries.unwrap_or(defaults.max_entries),
+            max_file_bytes: defaults.max_file_bytes.min(max_total_bytes),
+        }
+    }
+}
+
+/// Parse a size: bytes, or a number with a `K`, `M`, `G` or `T` suffix (optionally followed
+/// by `iB` or `B`, any case), all powers of 1024.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, suffix) = trimmed.split_at(split);
+    let shift = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => {
+            return Err(format!(
+                "invalid size {text:?}: expected bytes or a number with K, M, G or T"
+            ));
+        }
+    };
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}: no number before the unit"))?;
+    number
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("invalid size {text:?}: too large"))
 }
 
 /// Draws one bar per layer.
@@ -122,6 +174,7 @@ pub async fn run_pull(args: &PullArgs) -> Result<(), ImageError> {
         progress: Some(bars.clone()),
         policy,
         credentials,
+        limits: args.unpack_limits(),
         ..PullOptions::default()
     };
     let pulled = pull_image(&args.reference, &args.dest, &options).await?;
@@ -177,5 +230,52 @@ mod tests {
         assert_eq!(cmd.pull.policy, Some(PathBuf::from("p.json")));
         assert_eq!(cmd.pull.authfile, Some(PathBuf::from("auth.json")));
         assert_eq!(cmd.pull.max_concurrent_downloads, 3);
+        assert_eq!(cmd.pull.unpack_limits(), UnpackLimits::default());
+    }
+
+    #[test]
+    fn unpack_limit_flags_set_the_limits() {
+        let cmd = Cmd::parse_from([
+            "pull",
+            "r/a:b",
+            "--dest",
+            "/tmp/r",
+            "--max-unpacked-bytes",
+            "512MiB",
+            "--max-entries",
+            "1000",
+        ]);
+        assert_eq!(cmd.pull.max_unpacked_bytes, Some(512 << 20));
+        let limits = cmd.pull.unpack_limits();
+        assert_eq!(limits.max_total_bytes, 512 << 20);
+        // No file can be larger than the whole image.
+        assert_eq!(limits.max_file_bytes, 512 << 20);
+        assert_eq!(limits.max_entries, 1000);
+        for (text, bytes) in [
+            ("4096", 4096),
+            ("2K", 2048),
+            ("3KiB", 3072),
+            ("10G", 10 << 30),
+            ("1gib", 1 << 30),
+            ("2T", 2 << 40),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+        for bad in ["", "G", "12XB", "-1", "1.5G", "99999999999T"] {
+            let err = parse_size(bad).unwrap_err();
+            assert!(err.contains(bad) || bad.is_empty(), "{bad}: {err}");
+        }
+        let err = Cmd::try_parse_from([
+            "pull",
+            "r/a:b",
+            "--dest",
+            "/d",
+            "--max-unpacked-bytes",
+            "lots",
+        ])
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("lots"), "{err}");
     }
 }

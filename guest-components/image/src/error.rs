@@ -156,6 +156,28 @@ pub enum ImageError {
         /// The registry's or token server's answer.
         reason: String,
     },
+    /// The TLS handshake with a registry failed. Not retried: a server that does not speak
+    /// TLS, or presents a certificate we do not trust, will not change its mind.
+    #[error(
+        "{what}: TLS with registry {registry} failed: {reason}{}",
+        if *.plain_http_suspected {
+            "; the server did not answer with TLS, so it is probably a plain-HTTP registry: \
+             list it as insecure (PullOptions::insecure_registries, `--insecure-registry`) \
+             only if plain HTTP is really intended"
+        } else {
+            ""
+        }
+    )]
+    TlsHandshake {
+        /// Registry host\[:port\].
+        registry: String,
+        /// What was being fetched.
+        what: String,
+        /// The request URL and the TLS stack's message.
+        reason: String,
+        /// The server's first bytes were not a TLS record (typically an HTTP answer).
+        plain_http_suspected: bool,
+    },
     /// A registry auth file (`auth.json`) is malformed or unreadable.
     #[error("{0}")]
     AuthFile(#[from] crate::authfile::AuthFileError),

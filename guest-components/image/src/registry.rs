@@ -220,6 +220,25 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The TLS error that made request `e` fail, if any. `std::io::Error` hides the error it
+/// wraps from `source()` (and reqwest's connector nests two of them), so a wrapped error is
+/// followed through `get_ref` instead.
+pub(crate) fn tls_failure(e: &OciDistributionError) -> Option<&rustls::Error> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        next = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
+}
+
 /// A registry client for one pull.
 #[derive(Clone)]
 pub struct RegistryClient {
@@ -310,6 +329,14 @@ impl RegistryClient {
 
     /// [`Failure::Transient`] when `e` is worth retrying, else the final error for `what`.
     fn failure(&self, reference: &Reference, what: &str, e: &OciDistributionError) -> Failure {
+        if let Some(tls) = tls_failure(e) {
+            return Failure::Fatal(ImageError::TlsHandshake {
+                registry: reference.resolve_registry().to_owned(),
+                what: what.to_owned(),
+                reason: error_chain(e),
+                plain_http_suspected: matches!(tls, rustls::Error::InvalidMessage(_)),
+            });
+        }
         match transient_reason(e) {
             Some(reason) => Failure::Transient(reason),
             None => Failure::Fatal(self.access_err(reference, what, e)),

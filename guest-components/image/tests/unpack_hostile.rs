@@ -13,7 +13,8 @@
 //! - Kata/image-rs and generic tar extraction `../` and absolute names (nbc#85/#86,
 //!   osv-scalibr#2171) -> `dotdot_*`, `absolute_*`.
 //! - containerd CVE-2023-25153 (importer memory/size exhaustion) and zip/gzip bombs ->
-//!   `bomb_*`.
+//!   `bomb_*`; GNU sparse entries, whose holes would bypass the byte meter ->
+//!   `bomb_gnu_sparse_entries_refused`, `pax_sparse_entries_refused`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
@@ -525,6 +526,8 @@ fn bomb_ten_gib_refused_by_total_limit() {
     let s = Sandbox::new();
     let limits = UnpackLimits {
         max_total_bytes: 128 << 20,
+        // Above the file's 10 GiB, so that the total is the limit it runs into.
+        max_file_bytes: 1 << 40,
         ..UnpackLimits::default()
     };
     let mut u = Unpacker::new(&s.root, limits).unwrap();
@@ -585,6 +588,94 @@ fn bomb_zstd_and_entry_flood_refused() {
         ),
         "{err}"
     );
+}
+
+/// One GNU sparse entry (type `S`, old GNU format) of `logical` bytes whose only data is the
+/// last 512 bytes (`x`): the archive stores one data block, the rest is a hole that the tar
+/// crate would fill with zeros that never pass through the layer stream.
+fn gnu_sparse_entry(name: &str, logical: u64) -> Vec<u8> {
+    let mut h = Header::new_gnu();
+    h.set_path(name).unwrap();
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_entry_type(EntryType::GNUSparse);
+    h.set_size(512);
+    {
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.sparse[0].set_offset(logical - 512);
+        gnu.sparse[0].set_length(512);
+        gnu.set_real_size(logical);
+    }
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.extend_from_slice(&[b'x'; 512]);
+    out
+}
+
+#[test]
+fn bomb_gnu_sparse_entries_refused() {
+    // Two 48 MiB sparse files, each under the per-file limit, from a 3 KiB layer: together
+    // far over the 1 MiB total limit, which only meters the (tiny) tar stream.
+    let mut layer = gnu_sparse_entry("holes1", 48 << 20);
+    layer.extend(gnu_sparse_entry("holes2", 48 << 20));
+    layer.extend_from_slice(&[0u8; 1024]);
+    assert!(layer.len() <= 3072);
+    let s = Sandbox::new();
+    let limits = UnpackLimits {
+        max_total_bytes: 1 << 20,
+        max_entries: 1000,
+        max_file_bytes: 64 << 20,
+    };
+    let mut u = Unpacker::new(&s.root, limits).unwrap();
+    let err = u.unpack_layer(&layer[..], Compression::None).unwrap_err();
+    match &err {
+        UnpackError::SparseEntry { entry, format } => {
+            assert_eq!(entry, "holes1");
+            assert_eq!(*format, "GNU type S");
+        }
+        other => panic!("unexpected {other}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("sparse") && text.contains("holes1"), "{text}");
+    assert_eq!(u.summary().files, 0);
+    let written: Vec<_> = fs::read_dir(&s.root).unwrap().collect();
+    assert!(written.is_empty(), "wrote {written:?}");
+    s.assert_outside_untouched();
+}
+
+#[test]
+fn pax_sparse_entries_refused() {
+    // GNU tar's PAX sparse formats (0.0, 0.1, 1.0) mark a regular entry with `GNU.sparse.*`
+    // records; the tar crate does not expand them, so unpacking would silently produce a file
+    // holding the packed map and data instead of the real content.
+    for (key, value) in [
+        ("GNU.sparse.major", "1"),
+        ("GNU.sparse.map", "0,512"),
+        ("GNU.sparse.size", "1048576"),
+    ] {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([(key, value.as_bytes())]).unwrap();
+        b.append(&raw_header(&file("packed", b"0,512\n")), &b"0,512\n"[..])
+            .unwrap();
+        let layer = b.into_inner().unwrap();
+        let s = Sandbox::new();
+        let err = s
+            .unpacker()
+            .unpack_layer(&layer[..], Compression::None)
+            .unwrap_err();
+        assert!(
+            matches!(&err, UnpackError::SparseEntry { entry, .. } if entry == "packed"),
+            "{key}: {err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("sparse") && text.contains("packed"),
+            "{key}: {text}"
+        );
+        assert!(!s.root.join("packed").exists(), "{key}");
+    }
 }
 
 #[test]

@@ -1,10 +1,11 @@
 //! Applying tar entries onto the root, one layer after the other.
 
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
+use std::ops::Bound;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -16,7 +17,8 @@ use tar::EntryType;
 
 use super::limits::{BlockPadder, LimitKind, MeteredReader, UnpackLimits};
 use super::path::{
-    RootDir, clear_dir, display, entry_components, hardlink_components, lstat_at, remove_all_at,
+    RootDir, clear_dir_keeping, display, entry_components, hardlink_components, lstat_at,
+    remove_all_at,
 };
 use super::{Compression, UnpackError, UnpackSummary};
 
@@ -47,10 +49,25 @@ struct Meta {
 /// What one layer has written so far: whiteouts only apply to lower layers.
 #[derive(Default)]
 struct LayerState {
-    created: HashSet<Vec<OsString>>,
+    /// Paths of the layer's entries (ordered, so that everything below a path is one range).
+    created: BTreeSet<Vec<OsString>>,
     dir_times: Vec<(Vec<OsString>, i64)>,
     /// Length of the real tar stream once its end was reached (see [`BlockPadder`]).
     stream_end: Rc<Cell<Option<u64>>>,
+    /// What is left of the total byte budget (see [`MeteredReader`]).
+    budget_left: Rc<Cell<u64>>,
+}
+
+impl LayerState {
+    /// Whether this layer wrote `path` itself or anything below it (which makes `path` a
+    /// directory of this layer, if only an implied one).
+    fn wrote_at_or_below(&self, path: &[OsString]) -> bool {
+        // All paths that start with `path` sort together, right from `path` on.
+        self.created
+            .range::<[OsString], _>((Bound::Included(path), Bound::Unbounded))
+            .next()
+            .is_some_and(|first| first.starts_with(path))
+    }
 }
 
 fn io_err(context: impl Into<String>, errno: Errno) -> UnpackError {
@@ -118,7 +135,7 @@ impl Unpacker {
             .saturating_sub(self.summary.bytes);
         let mut layer = LayerState::default();
         let padded = BlockPadder::new(
-            MeteredReader::new(decoded, remaining),
+            MeteredReader::new(decoded, remaining, layer.budget_left.clone()),
             layer.stream_end.clone(),
         );
         let mut archive = tar::Archive::new(padded);
@@ -185,6 +202,13 @@ impl Unpacker {
         }
         let raw_name = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw_name).into_owned();
+        if kind == EntryType::GNUSparse {
+            // Refused before anything is created: see `UnpackError::SparseEntry`.
+            return Err(UnpackError::SparseEntry {
+                entry: name,
+                format: "GNU type S",
+            });
+        }
         let comps = entry_components(&raw_name)?;
         let Some((leaf, parent)) = comps.split_last() else {
             // The root itself ("./"): its metadata belongs to the runtime, not the image.
@@ -193,10 +217,10 @@ impl Unpacker {
         if let Some(whiteout) = leaf.as_bytes().strip_prefix(b".wh.") {
             return self.whiteout(parent, whiteout, &name, layer);
         }
-        let meta = read_meta(entry)?;
+        let meta = read_meta(entry, &name)?;
         match kind {
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                self.write_file(entry, parent, leaf, &meta, &name)?;
+            EntryType::Regular | EntryType::Continuous => {
+                self.write_file(entry, parent, leaf, &meta, &name, layer)?;
                 let data_end = entry.raw_file_position().saturating_add(entry.size());
                 if layer.stream_end.get().is_some_and(|end| data_end > end) {
                     return Err(UnpackError::Corrupt(io::Error::new(
@@ -259,18 +283,21 @@ impl Unpacker {
         parent: &[OsString],
         whiteout: &[u8],
         entry: &str,
-        layer: &LayerState,
+        layer: &mut LayerState,
     ) -> Result<(), UnpackError> {
+        let keep = |path: &[OsString]| layer.wrote_at_or_below(path);
         if whiteout == b".wh..opq" {
+            // Hides everything the lower layers put below the directory, at any depth; what
+            // this layer wrote there, before or after the marker, stays (OCI image spec,
+            // "Opaque Whiteout"; umoci 0.4.7 unpacks to the same trees, and containerd's
+            // naive applier also walks the whole directory).
             let dir = self.parent_dir(parent, entry)?;
-            let keep_prefix = parent.to_vec();
-            let lower_only = |child: &OsStr| {
-                let mut path = keep_prefix.clone();
-                path.push(child.to_os_string());
-                !layer.created.contains(&path)
-            };
-            clear_dir(&dir, &lower_only, 0)?;
+            clear_dir_keeping(&dir, &mut parent.to_vec(), &keep, 0)?;
             self.summary.whiteouts += 1;
+            if !parent.is_empty() {
+                // The marker makes its directory part of this layer (an opaque one).
+                layer.created.insert(parent.to_vec());
+            }
             return Ok(());
         }
         if whiteout.starts_with(b".wh.") {
@@ -287,13 +314,26 @@ impl Unpacker {
         let mut path = parent.to_vec();
         path.push(target.to_os_string());
         self.summary.whiteouts += 1;
-        if layer.created.contains(&path) {
+        let Some(dir) = self.root.resolve_dir(parent, false, entry)? else {
+            return Ok(());
+        };
+        if !layer.wrote_at_or_below(&path) {
+            return remove_all_at(&dir, target, 0);
+        }
+        // The layer also wrote this path or below it: whiteouts only apply to lower layers
+        // (OCI image spec), so keep the layer's own entries and hide the lower content below
+        // them, as umoci 0.4.7 does.
+        if lstat_at(&dir, target)? != Some(FileType::Directory) {
             return Ok(());
         }
-        match self.root.resolve_dir(parent, false, entry)? {
-            Some(dir) => remove_all_at(&dir, target, 0),
-            None => Ok(()),
-        }
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let sub = rustix::fs::openat(&dir, target, flags, Mode::empty()).map_err(|e| {
+            io_err(
+                format!("opening {} for whiteout {entry}", display(&path)),
+                e,
+            )
+        })?;
+        clear_dir_keeping(&sub, &mut path, &keep, 0)
     }
 
     fn write_file<R: Read>(
@@ -303,12 +343,21 @@ impl Unpacker {
         leaf: &OsStr,
         meta: &Meta,
         name: &str,
+        layer: &LayerState,
     ) -> Result<(), UnpackError> {
         let size = entry.size();
         if size > self.limits.max_file_bytes {
             return Err(UnpackError::LimitExceeded {
                 kind: LimitKind::FileBytes,
                 limit: self.limits.max_file_bytes,
+            });
+        }
+        // The data still has to come through the meter: refuse now what cannot fit, before
+        // anything is created (the meter would stop it later, after writing the budget).
+        if size > layer.budget_left.get() {
+            return Err(UnpackError::LimitExceeded {
+                kind: LimitKind::TotalBytes,
+                limit: self.limits.max_total_bytes,
             });
         }
         let dir = self.parent_dir(parent, name)?;
@@ -486,7 +535,7 @@ fn times(mtime: i64) -> Timestamps {
     }
 }
 
-fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta, UnpackError> {
+fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta, UnpackError> {
     let header = entry.header();
     let mode = header.mode().map_err(UnpackError::Corrupt)? & 0o7777;
     let mut uid = header.uid().map_err(UnpackError::Corrupt)?;
@@ -497,6 +546,12 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta, UnpackError
         for ext in exts {
             let ext = ext.map_err(UnpackError::Corrupt)?;
             let Ok(key) = ext.key() else { continue };
+            if key.starts_with("GNU.sparse.") {
+                return Err(UnpackError::SparseEntry {
+                    entry: name.to_owned(),
+                    format: "PAX GNU.sparse records",
+                });
+            }
             let value = ext.value_bytes();
             let number = || {
                 std::str::from_utf8(value)

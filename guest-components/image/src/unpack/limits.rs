@@ -7,27 +7,43 @@ use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
+/// Default of [`UnpackLimits::max_total_bytes`] and [`UnpackLimits::max_file_bytes`]: 8 GiB.
+///
+/// Why 8 GiB: in the guest the root filesystem is unpacked onto tmpfs, i.e. into the VM's
+/// memory, so the limit is what a hostile image may make the guest allocate. 8 GiB holds the
+/// uncompressed trees of ordinary application images with a wide margin (distribution base
+/// images are tens to hundreds of MiB, typical application images well under 2 GiB) while
+/// refusing the classic 10 GB zip/gzip bomb. It is still more memory than many guests have:
+/// the agent lowers it to half of `MemTotal` (at most 4 GiB). The largest images (CUDA or ML
+/// development images) come close to it or exceed it; callers pulling those must raise it
+/// explicitly (`cocoon image pull --max-unpacked-bytes`).
+pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 8 << 30;
+
 /// Upper bounds applied to one image (all its layers together) while unpacking.
 ///
 /// They defend against decompression bombs: a few kilobytes of gzip or zstd can expand to
-/// terabytes of zeros, and a tar stream can announce millions of empty entries.
+/// terabytes of zeros, and a tar stream can announce millions of empty entries. A file whose
+/// announced size exceeds the per-file limit or what is left of the total is refused before
+/// anything of it is written. Sparse entries are refused outright (their holes would not pass
+/// through the meter; see [`crate::UnpackError::SparseEntry`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnpackLimits {
     /// Maximum number of uncompressed tar bytes read over all layers (headers and padding
-    /// included).
+    /// included). Default [`DEFAULT_MAX_TOTAL_BYTES`].
     pub max_total_bytes: u64,
-    /// Maximum number of tar entries over all layers.
+    /// Maximum number of tar entries over all layers. Default 2,000,000.
     pub max_entries: u64,
-    /// Maximum size of a single regular file.
+    /// Maximum size of a single regular file. Default [`DEFAULT_MAX_TOTAL_BYTES`] (a larger
+    /// value than `max_total_bytes` has no effect).
     pub max_file_bytes: u64,
 }
 
 impl Default for UnpackLimits {
     fn default() -> Self {
         Self {
-            max_total_bytes: 32 << 30,
+            max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
             max_entries: 2_000_000,
-            max_file_bytes: 16 << 30,
+            max_file_bytes: DEFAULT_MAX_TOTAL_BYTES,
         }
     }
 }
@@ -61,16 +77,21 @@ pub(crate) struct MeteredReader<R> {
     consumed: u64,
     remaining: u64,
     exceeded: bool,
+    /// What is left of the budget, published for up-front size checks of the entries.
+    left: Rc<Cell<u64>>,
 }
 
 impl<R: Read> MeteredReader<R> {
-    pub(crate) fn new(inner: R, remaining: u64) -> Self {
+    /// Meter `inner` with a budget of `remaining` bytes, publishing what is left in `left`.
+    pub(crate) fn new(inner: R, remaining: u64, left: Rc<Cell<u64>>) -> Self {
+        left.set(remaining);
         Self {
             inner,
             hasher: Sha256::new(),
             consumed: 0,
             remaining,
             exceeded: false,
+            left,
         }
     }
 
@@ -113,6 +134,7 @@ impl<R: Read> Read for MeteredReader<R> {
         self.hasher.update(&buf[..n]);
         self.consumed += n as u64;
         self.remaining -= n as u64;
+        self.left.set(self.remaining);
         Ok(n)
     }
 }
@@ -174,17 +196,20 @@ mod tests {
     #[test]
     fn metered_reader_stops_at_budget_and_hashes() {
         let data = vec![7u8; 1000];
-        let mut r = MeteredReader::new(&data[..], 1000);
+        let left = Rc::new(Cell::new(0));
+        let mut r = MeteredReader::new(&data[..], 1000, left.clone());
+        assert_eq!(left.get(), 1000);
         let mut out = Vec::new();
         r.read_to_end(&mut out).unwrap();
         assert_eq!(out.len(), 1000);
         assert!(!r.exceeded());
+        assert_eq!(left.get(), 0);
         assert_eq!(
             r.finish(),
             format!("sha256:{}", hex::encode(Sha256::digest(&data)))
         );
 
-        let mut r = MeteredReader::new(&data[..], 999);
+        let mut r = MeteredReader::new(&data[..], 999, left);
         let err = r.read_to_end(&mut Vec::new()).unwrap_err();
         assert!(err.to_string().contains("limit"));
         assert!(r.exceeded());

@@ -13,7 +13,7 @@ mod path;
 use std::io;
 
 pub use entry::Unpacker;
-pub use limits::{LimitKind, UnpackLimits};
+pub use limits::{DEFAULT_MAX_TOTAL_BYTES, LimitKind, UnpackLimits};
 
 /// How a layer's tar stream is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +156,22 @@ pub enum UnpackError {
     EmptySymlink {
         /// Entry name.
         entry: String,
+    },
+    /// A sparse file entry: GNU type `S`, or a PAX header with `GNU.sparse.*` records (GNU
+    /// tar's PAX sparse formats 0.0, 0.1 and 1.0). Refused: the holes of a type `S` entry are
+    /// filled with zeros that never pass through the metered layer stream, so a few kilobytes
+    /// of layer could fill guest memory past [`UnpackLimits::max_total_bytes`]; the PAX forms
+    /// are not expanded by the tar reader and would be written as their packed encoding.
+    /// Image builders (BuildKit, Buildah, umoci, Docker) do not write sparse entries.
+    #[error(
+        "refused tar entry {entry:?}: sparse file ({format}); sparse entries are not supported \
+         because their holes would be written as zeros the unpack limits do not meter"
+    )]
+    SparseEntry {
+        /// Entry name.
+        entry: String,
+        /// Which sparse encoding was found.
+        format: &'static str,
     },
     /// A configured limit was reached (decompression bomb protection).
     #[error("refused layer: {kind} exceeds the limit of {limit}")]

@@ -243,6 +243,20 @@ pub(crate) fn remove_all_at(dir: impl AsFd, name: &OsStr, depth: usize) -> Resul
     }
 }
 
+/// The names in `dir`, without `.` and `..`.
+fn children(dir: &OwnedFd) -> Result<Vec<OsString>, UnpackError> {
+    let mut names = Vec::new();
+    let reader = rustix::fs::Dir::read_from(dir).map_err(|e| io_err("listing a directory", e))?;
+    for item in reader {
+        let item = item.map_err(|e| io_err("listing a directory", e))?;
+        let name = item.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(OsString::from_vec(name.to_vec()));
+        }
+    }
+    Ok(names)
+}
+
 /// Remove every child of `dir` for which `remove` returns true (recursively, never following
 /// symlinks).
 pub(crate) fn clear_dir(
@@ -250,23 +264,59 @@ pub(crate) fn clear_dir(
     remove: &dyn Fn(&OsStr) -> bool,
     depth: usize,
 ) -> Result<(), UnpackError> {
-    let mut names = Vec::new();
-    let reader = rustix::fs::Dir::read_from(dir).map_err(|e| io_err("listing a directory", e))?;
-    for item in reader {
-        let item = item.map_err(|e| io_err("listing a directory", e))?;
-        let name = item.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let name = OsString::from_vec(name.to_vec());
+    for name in children(dir)? {
         if remove(&name) {
-            names.push(name);
+            remove_all_at(dir, &name, depth)?;
         }
-    }
-    for name in names {
-        remove_all_at(dir, &name, depth)?;
     }
     Ok(())
+}
+
+/// Remove everything below `dir`, whose components from the root are `path`, except the
+/// paths for which `keep` is true; kept children that are directories (never symlinks) are
+/// cleared the same way, recursively. This is how a whiteout hides the lower layers' content
+/// while keeping what the current layer wrote: `keep` says whether the layer wrote that path
+/// or something below it (an implied parent directory).
+pub(crate) fn clear_dir_keeping(
+    dir: &OwnedFd,
+    path: &mut Vec<OsString>,
+    keep: &dyn Fn(&[OsString]) -> bool,
+    depth: usize,
+) -> Result<(), UnpackError> {
+    if depth > MAX_DEPTH * 2 {
+        return Err(io_err(
+            format!("directory tree too deep to clear below {}", display(path)),
+            Errno::LOOP,
+        ));
+    }
+    for name in children(dir)? {
+        path.push(name);
+        let result = clear_child_keeping(dir, path, keep, depth);
+        path.pop();
+        result?;
+    }
+    Ok(())
+}
+
+/// [`clear_dir_keeping`] for one child of `dir`, the last component of `path`.
+fn clear_child_keeping(
+    dir: &OwnedFd,
+    path: &mut Vec<OsString>,
+    keep: &dyn Fn(&[OsString]) -> bool,
+    depth: usize,
+) -> Result<(), UnpackError> {
+    let Some(name) = path.last().cloned() else {
+        return Ok(());
+    };
+    if !keep(path) {
+        return remove_all_at(dir, &name, depth);
+    }
+    if lstat_at(dir, &name)? != Some(FileType::Directory) {
+        return Ok(());
+    }
+    let sub = rustix::fs::openat(dir, &name, dir_flags(), Mode::empty())
+        .map_err(|e| io_err(format!("opening {} to clear it", display(path)), e))?;
+    clear_dir_keeping(&sub, path, keep, depth + 1)
 }
 
 #[cfg(test)]
