@@ -44,7 +44,9 @@ fn init_logging() {
     };
 }
 
-#[tokio::main]
+// One runtime thread: a shim serves one pod, and every worker thread costs RSS (stack,
+// malloc arena) in every pod's shim. Blocking work goes to spawn_blocking.
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     init_logging();
     let code = match runtime_shim::entry::main_entry().await {
