@@ -134,12 +134,15 @@ pub async fn unwrap_packet(
         .map_err(|e| OcicryptError::InvalidKeyProvider(format!("annotation is not base64: {e}")))?;
     let packet: AnnotationPacket = serde_json::from_slice(&raw)
         .map_err(|e| OcicryptError::InvalidKeyProvider(format!("annotation packet: {e}")))?;
-    let wrap_type = packet.wrap_type.as_deref().unwrap_or("A256GCM");
-    if wrap_type != "A256GCM" {
-        return Err(OcicryptError::UnsupportedAlgorithm(format!(
-            "attestation-agent wrap_type {wrap_type:?}"
-        )));
-    }
+    let wrap = match packet.wrap_type.as_deref().unwrap_or("A256GCM") {
+        "A256GCM" => Wrap::Gcm,
+        "A256CTR" => Wrap::Ctr,
+        other => {
+            return Err(OcicryptError::UnsupportedAlgorithm(format!(
+                "attestation-agent wrap_type {other:?} (A256GCM or A256CTR)"
+            )));
+        }
+    };
     let kid: KbsUri = packet.kid.parse()?;
     let wrapped = std_b64
         .decode(&packet.wrapped_data)
@@ -147,9 +150,13 @@ pub async fn unwrap_packet(
     let iv = std_b64
         .decode(&packet.iv)
         .map_err(|e| OcicryptError::InvalidKeyProvider(format!("iv: {e}")))?;
-    if iv.len() != 12 {
+    let iv_len = match wrap {
+        Wrap::Gcm => 12,
+        Wrap::Ctr => 16,
+    };
+    if iv.len() != iv_len {
         return Err(OcicryptError::InvalidKeyProvider(format!(
-            "iv must be 12 bytes, got {}",
+            "iv must be {iv_len} bytes for {wrap:?}, got {}",
             iv.len()
         )));
     }
@@ -157,15 +164,43 @@ pub async fn unwrap_packet(
         .resolve(&kid)
         .await
         .map_err(|e| OcicryptError::KeyResolver(kid.to_string(), e.0))?;
-    let cipher = aes_gcm::Aes256Gcm::new_from_slice(&kek).map_err(|_| {
-        OcicryptError::InvalidKeyProvider(format!("key {kid} must be 32 bytes, got {}", kek.len()))
-    })?;
-    cipher
-        .decrypt(aes_gcm::Nonce::from_slice(&iv), wrapped.as_slice())
-        .map(Zeroizing::new)
-        .map_err(|_| {
-            OcicryptError::NoMatchingKey(format!("key {kid} does not unwrap the layer key"))
-        })
+    if kek.len() != 32 {
+        return Err(OcicryptError::InvalidKeyProvider(format!(
+            "key {kid} must be 32 bytes, got {}",
+            kek.len()
+        )));
+    }
+    let not_unwrapped =
+        || OcicryptError::NoMatchingKey(format!("key {kid} does not unwrap the layer key"));
+    match wrap {
+        Wrap::Gcm => {
+            let cipher = aes_gcm::Aes256Gcm::new_from_slice(&kek).map_err(|_| not_unwrapped())?;
+            cipher
+                .decrypt(aes_gcm::Nonce::from_slice(&iv), wrapped.as_slice())
+                .map(Zeroizing::new)
+                .map_err(|_| not_unwrapped())
+        }
+        Wrap::Ctr => {
+            use ctr::cipher::{KeyIvInit as _, StreamCipher as _};
+            let mut cipher = ctr::Ctr128BE::<aes::Aes256>::new_from_slices(&kek, &iv)
+                .map_err(|_| not_unwrapped())?;
+            let mut opts = Zeroizing::new(wrapped);
+            cipher.apply_keystream(&mut opts);
+            // CTR has no tag: a wrong key shows as options that are not JSON.
+            if serde_json::from_slice::<serde::de::IgnoredAny>(&opts).is_err() {
+                return Err(not_unwrapped());
+            }
+            Ok(opts)
+        }
+    }
+}
+
+/// The key wraps coco_keyprovider produces: AES-256-GCM (12-byte IV, tag appended) or
+/// AES-256-CTR (16-byte IV, big-endian 128-bit counter, unauthenticated).
+#[derive(Debug, Clone, Copy)]
+enum Wrap {
+    Gcm,
+    Ctr,
 }
 
 /// Build an annotation packet (the encryption side), for tests and tooling.
@@ -232,5 +267,46 @@ mod tests {
             unwrap_packet(&packet, &empty).await,
             Err(OcicryptError::KeyResolver(..))
         ));
+    }
+
+    /// coco_keyprovider's `algorithm=A256CTR`: AES-256-CTR (128-bit big-endian counter, as
+    /// `openssl enc -aes-256-ctr`) with a 16-byte IV; a wrong key or IV length is refused.
+    #[tokio::test]
+    async fn a256ctr_packets_unwrap_and_a_wrong_key_is_refused() {
+        use ctr::cipher::{KeyIvInit as _, StreamCipher as _};
+        let kek = [0x42u8; 32];
+        let iv = [0x0fu8; 16];
+        let opts = br#"{"symkey":"c2VjcmV0","cipher":"AES_256_CTR_HMAC_SHA256"}"#;
+        let mut wrapped = opts.to_vec();
+        ctr::Ctr128BE::<aes::Aes256>::new(&kek.into(), &iv.into()).apply_keystream(&mut wrapped);
+        assert_ne!(&wrapped[..], &opts[..]);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let packet = |iv: &[u8]| {
+            b64.encode(
+                serde_json::json!({
+                    "kid": "kbs:///default/key/ctr",
+                    "wrapped_data": b64.encode(&wrapped),
+                    "iv": b64.encode(iv),
+                    "wrap_type": "A256CTR",
+                })
+                .to_string(),
+            )
+        };
+        let mut r = InMemoryKeyResolver::new();
+        r.insert("kbs:///default/key/ctr", kek.to_vec()).unwrap();
+        assert_eq!(
+            &unwrap_packet(&packet(&iv), &r).await.unwrap()[..],
+            &opts[..]
+        );
+        let mut wrong = InMemoryKeyResolver::new();
+        wrong
+            .insert("kbs:///default/key/ctr", vec![1u8; 32])
+            .unwrap();
+        assert!(matches!(
+            unwrap_packet(&packet(&iv), &wrong).await,
+            Err(OcicryptError::NoMatchingKey(_))
+        ));
+        let e = unwrap_packet(&packet(&[0u8; 12]), &r).await.unwrap_err();
+        assert!(e.to_string().contains("16 bytes"), "{e}");
     }
 }
