@@ -1,7 +1,8 @@
 //! A loopback HTTP/1.1 proxy for the tests, in front of docker-registry, that injects
 //! faults: canned answers (429 with an OCI error body, 503, 403, ...), redirects, bodies cut
-//! off by a connection reset, a flipped byte, a dropped `Range` header. It records every
-//! request it receives (method, target, headers).
+//! off by a connection reset, a flipped byte, a dropped `Range` header, answers held back
+//! for a while. It records every request it receives (method, target, headers), and how
+//! many held-back requests were waiting at the same time.
 //!
 //! One request per connection: the proxy answers with `Connection: close`, asks the
 //! upstream for the same and relays its whole answer, so no HTTP framing has to be parsed.
@@ -30,6 +31,12 @@ pub enum Action {
     FlipByte,
     /// Forward without the request's `Range` header.
     DropRange,
+    /// Forward, but hold the answer back for this long before relaying it. Such a request
+    /// counts as in flight (see [`FaultProxy::max_delayed_in_flight`]) from the moment its
+    /// head was read until the hold ends, i.e. before the client can have received a byte
+    /// of the answer: a client that waits for one answer before sending the next request
+    /// is never seen with two in flight.
+    Delay(Duration),
 }
 
 impl Action {
@@ -87,10 +94,18 @@ impl Seen {
     }
 }
 
+/// Requests with an [`Action::Delay`] in flight: now, and the most at any one time.
+#[derive(Default)]
+struct Gauge {
+    now: usize,
+    max: usize,
+}
+
 #[derive(Default)]
 struct State {
     rules: Mutex<Vec<Rule>>,
     seen: Mutex<Vec<Seen>>,
+    delayed: Mutex<Gauge>,
 }
 
 /// The proxy; stops when dropped.
@@ -129,10 +144,16 @@ impl FaultProxy {
         });
     }
 
-    /// Remove all rules and forget the requests seen.
+    /// Remove all rules and forget the requests seen (and the in-flight maximum).
     pub fn reset(&self) {
         self.state.rules.lock().unwrap().clear();
         self.state.seen.lock().unwrap().clear();
+        self.state.delayed.lock().unwrap().max = 0;
+    }
+
+    /// The most requests held back by an [`Action::Delay`] at the same time so far.
+    pub fn max_delayed_in_flight(&self) -> usize {
+        self.state.delayed.lock().unwrap().max
     }
 
     /// Requests seen so far.
@@ -233,6 +254,24 @@ async fn respond(conn: &mut TcpStream, status: u16, headers: &[(String, String)]
     let _ = conn.shutdown().await;
 }
 
+/// One request counted in [`State::delayed`] while this lives.
+struct Held<'a>(&'a State);
+
+impl<'a> Held<'a> {
+    fn new(state: &'a State) -> Self {
+        let mut g = state.delayed.lock().unwrap();
+        g.now += 1;
+        g.max = g.max.max(g.now);
+        Self(state)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.delayed.lock().unwrap().now -= 1;
+    }
+}
+
 async fn handle(mut conn: TcpStream, upstream: String, state: Arc<State>) {
     let Some(head) = read_head(&mut conn).await else {
         return;
@@ -260,6 +299,8 @@ async fn handle(mut conn: TcpStream, upstream: String, state: Arc<State>) {
         }
         _ => {}
     }
+    // Counted until the hold ends, or until this handler gives up early.
+    let held = matches!(action, Some(Action::Delay(_))).then(|| Held::new(&state));
 
     // Forward.
     let mut request = format!("{method} {target} HTTP/1.1\r\nHost: {upstream}\r\n");
@@ -283,6 +324,10 @@ async fn handle(mut conn: TcpStream, upstream: String, state: Arc<State>) {
         .map_or(answer.len(), |p| p + 4);
     let (answer_head, body) = answer.split_at(split);
     let mut body = body.to_vec();
+    if let Some(Action::Delay(hold)) = &action {
+        tokio::time::sleep(*hold).await;
+    }
+    drop(held);
     match action {
         Some(Action::CutBody { after }) => {
             let _ = conn.write_all(answer_head).await;
