@@ -293,7 +293,7 @@ pub fn run_tdx(args: &TdxArgs) -> Result<String, MeasureError> {
         );
         report.insert(
             "boot_components".into(),
-            serde_json::to_value(log.boot_components()).unwrap_or_default(),
+            serde_json::to_value(log.boot_components()?).unwrap_or_default(),
         );
         if let Some(q) = &args.quote {
             let qm = QuoteMeasurements::from_quote(&read_file("quote", q)?)?;

@@ -45,6 +45,23 @@ pub enum MeasureError {
         /// Hex of the reported value.
         reported: String,
     },
+    /// An event's data is not what its digest says was measured: for the event types
+    /// whose digest is defined as the hash of (part of) the event data, the SHA-384 of
+    /// that data differs from the recorded SHA-384 digest.
+    #[error(
+        "event log: event {index} ({event_type}, at offset {offset:#x}): {detail}; \
+         its data does not match its SHA-384 digest, so it is not what was measured"
+    )]
+    EventDataMismatch {
+        /// 0-based index of the event among the log's TCG_PCR_EVENT2 records.
+        index: usize,
+        /// The event type's name (e.g. `EV_PLATFORM_CONFIG_FLAGS "td_payload_info"`).
+        event_type: String,
+        /// Byte offset of the record in the log.
+        offset: usize,
+        /// What was compared (e.g. the hash of the data and the recorded digest).
+        detail: String,
+    },
     /// A TDX quote is malformed.
     #[error("TDX quote: {0}")]
     Quote(String),

@@ -124,7 +124,8 @@ fn boot_components_from_real_logs() {
     // td-shim log: trustee's claims test expects this kernel digest and command line.
     let c = EventLog::parse(&gz_data("trustee_CCEL_data.gz"))
         .unwrap()
-        .boot_components();
+        .boot_components()
+        .unwrap();
     assert_eq!(
         c.kernel.as_deref(),
         Some(
@@ -145,7 +146,8 @@ fn boot_components_from_real_logs() {
     // (digest prefixes as listed in trustee's CCEL_data_ovmf_out.json).
     let c = EventLog::parse(&gz_data("trustee_CCEL_data_ovmf.gz"))
         .unwrap()
-        .boot_components();
+        .boot_components()
+        .unwrap();
     assert!(
         c.kernel.as_deref().unwrap().starts_with("a2ccae1e7d6c668c"),
         "{c:?}"
@@ -164,7 +166,8 @@ fn boot_components_from_real_logs() {
     // GRUB boot: the last application is the kernel GRUB loaded.
     let c = EventLog::parse(&gz_data("trustee_CCEL_data_grub.gz"))
         .unwrap()
-        .boot_components();
+        .boot_components()
+        .unwrap();
     assert!(
         c.kernel.as_deref().unwrap().starts_with("ea83db0b0d01cb82"),
         "{c:?}"

@@ -5,6 +5,25 @@
 //! "Spec ID Event03" that lists the digest algorithms and sizes, followed by
 //! TCG_PCR_EVENT2 records. In a CC event log the "PCR index" is the CC
 //! measurement-register index: 1..=4 are RTMR0..3 (0 would be MRTD).
+//!
+//! Replay only uses the digests, so the event *data* is not covered by the registers.
+//! For the event types whose digest is defined as the SHA-384 of (part of) their data,
+//! [`EventLog::check_event_data`] checks that relation; [`EventLog::verify_against`] and
+//! [`EventLog::boot_components`] run it, so a forged command-line text with the genuine
+//! digest is refused. The relations checked, each confirmed by the real logs in
+//! `tests/data` (and by the specification or the producer named):
+//!
+//! | event | digest is SHA-384 of |
+//! |---|---|
+//! | EV_SEPARATOR | the data (TCG PC Client PFP: the 4-byte separator value) |
+//! | EV_EFI_ACTION | the data (the action string, no NUL) |
+//! | EV_PLATFORM_CONFIG_FLAGS with td-shim descriptor `td_hob` / `td_payload_info` | the `length` bytes after the 16-byte descriptor and the `u32` length (the HOB list / the command line) |
+//! | EV_IPL `kernel_cmdline: TEXT` / `grub_cmd: TEXT` (GRUB 2 `verify_string`) | `TEXT`, without the prefix and the trailing NUL |
+//!
+//! Other events are not checked: EV_EVENT_TAG (load options, initrd), applications and
+//! firmware blobs record the digest of something that is not in the log; the EFI
+//! variable and GPT events hash their data in these logs too, but nothing here reads
+//! their data.
 
 use sha2::{Digest, Sha384};
 
@@ -219,7 +238,9 @@ impl EventLog {
     }
 
     /// Replays the log and checks the result against reported RTMR values
-    /// (e.g. from a quote). Every register must match.
+    /// (e.g. from a quote): every register must match ([`MeasureError::ReplayMismatch`]).
+    /// Then checks the event data against the digests ([`Self::check_event_data`]), so
+    /// that data read from a verified log is what was measured.
     pub fn verify_against(&self, reported: &[Mr48; 4]) -> Result<(), MeasureError> {
         let replayed = self.replay()?;
         for (i, (r, q)) in replayed.iter().zip(reported).enumerate() {
@@ -231,11 +252,51 @@ impl EventLog {
                 });
             }
         }
+        self.check_event_data()
+    }
+
+    /// Checks, for every event whose digest is defined as the SHA-384 of (part of) its
+    /// data (see the module documentation), that the recorded SHA-384 digest is that
+    /// hash. The first event that fails is a [`MeasureError::EventDataMismatch`] naming
+    /// its index and type.
+    pub fn check_event_data(&self) -> Result<(), MeasureError> {
+        for (index, e) in self.events.iter().enumerate() {
+            if e.event_type == EV_NO_ACTION {
+                continue;
+            }
+            let mismatch = |detail: String| MeasureError::EventDataMismatch {
+                index,
+                event_type: event_name(e),
+                offset: e.offset,
+                detail,
+            };
+            let Some(measured) = measured_data(e).map_err(&mismatch)? else {
+                continue;
+            };
+            let digest = e
+                .sha384()
+                .ok_or_else(|| mismatch("the event has no SHA-384 digest".into()))?;
+            let hashed = Sha384::digest(measured);
+            if hashed.as_slice() != digest {
+                return Err(mismatch(format!(
+                    "the {} hashes to {}, the recorded digest is {}",
+                    measured_what(e),
+                    hex::encode(hashed),
+                    hex::encode(digest)
+                )));
+            }
+        }
         Ok(())
     }
 
     /// The boot-component digests the log records (see [`BootComponents`]).
-    pub fn boot_components(&self) -> BootComponents {
+    ///
+    /// The event data is checked first ([`Self::check_event_data`]): a command-line
+    /// text that is not what its digest measured is refused with
+    /// [`MeasureError::EventDataMismatch`], never reported. The digests themselves mean
+    /// something only for a log that [`Self::verify_against`] accepted.
+    pub fn boot_components(&self) -> Result<BootComponents, MeasureError> {
+        self.check_event_data()?;
         let mut out = BootComponents::default();
         let hex_of = |e: &Event| e.sha384().map(hex::encode);
         for e in &self.events {
@@ -250,19 +311,100 @@ impl EventLog {
                     out.cmdline = hex_of(e);
                 }
                 EV_EVENT_TAG if contains(&e.data, b"Linux initrd") => out.initrd = hex_of(e),
-                EV_PLATFORM_CONFIG_FLAGS if e.data.starts_with(b"td_payload_info") => {
+                EV_PLATFORM_CONFIG_FLAGS
+                    if td_shim_descriptor(&e.data) == Some(b"td_payload_info".as_slice()) =>
+                {
                     out.cmdline = hex_of(e);
                     out.cmdline_text = td_shim_info_text(&e.data);
                 }
                 EV_IPL => {
-                    if let Some(t) = grub_cmdline(&e.data) {
+                    if let Some(t) = grub_cmdline(e) {
                         out.cmdline_text = Some(t);
                     }
                 }
                 _ => {}
             }
         }
-        out
+        Ok(out)
+    }
+}
+
+/// td-shim's platform-config descriptors whose digest covers the info that follows
+/// (`TdShimPlatformConfigInfoHeader`: 16-byte descriptor, `u32` length, info).
+const TD_SHIM_MEASURED_INFO: [&[u8]; 2] = [b"td_hob", b"td_payload_info"];
+
+/// GRUB 2's `verify_string` prefixes: the event data is `PREFIX TEXT\0`, the digest is
+/// of `TEXT`.
+const GRUB_MEASURED_PREFIXES: [&[u8]; 2] = [b"kernel_cmdline: ", b"grub_cmd: "];
+
+/// The td-shim descriptor of an EV_PLATFORM_CONFIG_FLAGS event, NUL padding removed.
+fn td_shim_descriptor(data: &[u8]) -> Option<&[u8]> {
+    let d = data.get(..16)?;
+    let end = d.iter().position(|b| *b == 0).unwrap_or(d.len());
+    Some(&d[..end])
+}
+
+/// The td-shim info bytes after the header, exactly `length` of them.
+fn td_shim_info(data: &[u8]) -> Result<&[u8], String> {
+    let n = le_u32(data, 16).ok_or("the td-shim header is truncated")? as usize;
+    data.get(20..20usize.saturating_add(n)).ok_or_else(|| {
+        format!(
+            "the td-shim header declares {n} bytes of info, the event carries {}",
+            data.len().saturating_sub(20)
+        )
+    })
+}
+
+/// The bytes whose SHA-384 the event's digest must be, for the event types where that
+/// relation is defined and confirmed (see the module documentation); `None` otherwise.
+fn measured_data(e: &Event) -> Result<Option<&[u8]>, String> {
+    Ok(match e.event_type {
+        EV_SEPARATOR | EV_EFI_ACTION => Some(&e.data),
+        EV_PLATFORM_CONFIG_FLAGS
+            if td_shim_descriptor(&e.data).is_some_and(|d| TD_SHIM_MEASURED_INFO.contains(&d)) =>
+        {
+            Some(td_shim_info(&e.data)?)
+        }
+        EV_IPL => GRUB_MEASURED_PREFIXES
+            .iter()
+            .find_map(|p| e.data.strip_prefix(*p))
+            .map(|t| t.strip_suffix(&[0]).unwrap_or(t)),
+        _ => None,
+    })
+}
+
+/// What [`measured_data`] hashes, for error messages.
+fn measured_what(e: &Event) -> &'static str {
+    match e.event_type {
+        EV_PLATFORM_CONFIG_FLAGS => "td-shim info after the header",
+        EV_IPL => "text after the GRUB prefix",
+        _ => "event data",
+    }
+}
+
+/// The name of an event's type, with the tag that selects the relation checked.
+fn event_name(e: &Event) -> String {
+    let base = match e.event_type {
+        EV_SEPARATOR => "EV_SEPARATOR",
+        EV_EFI_ACTION => "EV_EFI_ACTION",
+        EV_IPL => "EV_IPL",
+        EV_PLATFORM_CONFIG_FLAGS => "EV_PLATFORM_CONFIG_FLAGS",
+        EV_EVENT_TAG => "EV_EVENT_TAG",
+        EV_EFI_BOOT_SERVICES_APPLICATION => "EV_EFI_BOOT_SERVICES_APPLICATION",
+        EV_EFI_PLATFORM_FIRMWARE_BLOB2 => "EV_EFI_PLATFORM_FIRMWARE_BLOB2",
+        t => return format!("event type {t:#x}"),
+    };
+    let tag = match e.event_type {
+        EV_PLATFORM_CONFIG_FLAGS => td_shim_descriptor(&e.data),
+        EV_IPL => GRUB_MEASURED_PREFIXES
+            .iter()
+            .find(|p| e.data.starts_with(p))
+            .map(|p| p.trim_ascii_end().strip_suffix(b":").unwrap_or(p)),
+        _ => None,
+    };
+    match tag {
+        Some(t) => format!("{base} {:?}", String::from_utf8_lossy(t)),
+        None => base.to_string(),
     }
 }
 
@@ -277,20 +419,24 @@ fn blob2_description(data: &[u8]) -> Option<&[u8]> {
     Some(d.strip_suffix(&[0]).unwrap_or(d))
 }
 
-/// td-shim platform config info: 16-byte descriptor, u32 length, text.
+/// td-shim platform config info: 16-byte descriptor, u32 length, text (NUL padded).
+/// Exactly the `length` bytes the digest covers ([`EventLog::check_event_data`]).
 fn td_shim_info_text(data: &[u8]) -> Option<String> {
-    let n = le_u32(data, 16)? as usize;
-    let text = data.get(20..20 + n).unwrap_or(data.get(20..)?);
+    let text = td_shim_info(data).ok()?;
     let end = text.iter().position(|b| *b == 0).unwrap_or(text.len());
-    let text = &text[..end];
-    Some(String::from_utf8_lossy(text).into_owned())
+    Some(String::from_utf8_lossy(&text[..end]).into_owned())
 }
 
-/// GRUB's measured command line: "kernel_cmdline: ..." (or "grub_kernel_cmdline ...").
-fn grub_cmdline(data: &[u8]) -> Option<String> {
-    let text = data.strip_suffix(&[0]).unwrap_or(data);
-    let text = std::str::from_utf8(text).ok()?;
-    text.strip_prefix("kernel_cmdline: ")
-        .or_else(|| text.strip_prefix("grub_kernel_cmdline "))
-        .map(str::to_string)
+/// GRUB's measured command line: "kernel_cmdline: TEXT" (checked against the digest
+/// by [`EventLog::check_event_data`]). The older "grub_kernel_cmdline TEXT" form is not
+/// in any log here, so the relation is not enforced for it; its text is reported only
+/// when the digest is the SHA-384 of `TEXT`.
+fn grub_cmdline(e: &Event) -> Option<String> {
+    let data = e.data.strip_suffix(&[0]).unwrap_or(&e.data);
+    let text = std::str::from_utf8(data).ok()?;
+    if let Some(t) = text.strip_prefix("kernel_cmdline: ") {
+        return Some(t.to_string());
+    }
+    let t = text.strip_prefix("grub_kernel_cmdline ")?;
+    (e.sha384() == Some(Sha384::digest(t.as_bytes()).as_slice())).then(|| t.to_string())
 }

@@ -641,27 +641,22 @@ pub fn vm_spec(
     }
 }
 
+/// The TEE launch parameters of `cfg`. HOST_DATA / MRCONFIGID are the initdata digest
+/// fitted to the field by `measured_boot::initdata::fit`, the function the reference
+/// values (`snp_host_data()`, `tdx_mrconfigid()`) use, so the two cannot diverge.
 fn tee_launch(cfg: &RuntimeClassConfig, digest: Option<&[u8]>) -> TeeLaunch {
     let q = &cfg.hypervisor.qemu;
-    let fit = |n: usize| {
-        digest.map(|d| {
-            let mut v = vec![0u8; n];
-            let k = d.len().min(n);
-            v[..k].copy_from_slice(&d[..k]);
-            v
-        })
-    };
     match (q.tee, &q.snp, &q.tdx) {
         (Tee::Snp, Some(s), _) => TeeLaunch::Snp {
             cbitpos: s.cbitpos,
             reduced_phys_bits: s.reduced_phys_bits,
             policy: s.policy,
             kernel_hashes: s.kernel_hashes,
-            host_data: fit(32).and_then(|v| v.try_into().ok()),
+            host_data: digest.map(measured_boot::initdata::fit::<32>),
             cpu_model: s.cpu_model.clone(),
         },
         (Tee::Tdx, _, Some(t)) => TeeLaunch::Tdx {
-            mrconfigid: fit(48).and_then(|v| v.try_into().ok()),
+            mrconfigid: digest.map(measured_boot::initdata::fit::<48>),
             quote_generation_socket: t.quote_generation_socket.clone(),
         },
         _ => TeeLaunch::None,
