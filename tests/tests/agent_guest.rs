@@ -65,9 +65,66 @@ async fn busybox_containers_in_the_guest() {
         return;
     };
     let c = sb.agent().with_timeout(Some(Duration::from_secs(60)));
-    common::lifecycle(&c, IMAGE).await;
+    // The guest has cgroup v2 with memory, pids and io: memory and pids stats are asserted.
+    common::lifecycle(&c, IMAGE, common::CgroupControllers::ALL).await;
+    common::signal_all_kills_execs(&c, IMAGE, true).await;
+    common::signal_all_kills_execs(&c, IMAGE, false).await;
+    common::orphan_left_by_init_is_killed_on_remove(&c, IMAGE).await;
     common::oom_kill(&c, IMAGE).await;
+    guest_clock_follows_set_guest_date_time(&c).await;
+    // Every container above is removed: nothing of them is left in the guest (the agent's
+    // cgroup root is /sys/fs/cgroup/cocoon there).
+    common::assert_no_agent_leftovers(&c, IMAGE, "cocoon").await;
     sb.shutdown().await.unwrap();
+}
+
+fn unix_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+}
+
+/// `date +%s` in a fresh container.
+async fn container_date(c: &AgentClient, cid: &str) -> u64 {
+    c.create_container(common::create_req(cid, IMAGE, &["date", "+%s"]))
+        .await
+        .unwrap();
+    let (out, status) = common::start_collect_remove(c, cid).await;
+    assert_eq!(status, 0, "{out}");
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("date printed {out:?}"))
+}
+
+/// SetGuestDateTime moves the guest's wall clock (a container's `date` sees it), then the
+/// clock is set back to the host's time.
+async fn guest_clock_follows_set_guest_date_time(c: &AgentClient) {
+    let target = unix_now() + Duration::from_secs(86_400);
+    let set = |t: Duration| SetGuestDateTimeRequest {
+        sec: t.as_secs() as i64,
+        usec: i64::from(t.subsec_micros()),
+    };
+    c.set_guest_date_time(set(target)).await.unwrap();
+    let t0 = Instant::now();
+    let seen = container_date(c, "clock").await;
+    let elapsed = t0.elapsed().as_secs();
+    let lo = target.as_secs().saturating_sub(2);
+    let hi = target.as_secs() + elapsed + 2;
+    assert!(
+        (lo..=hi).contains(&seen),
+        "guest date {seen}, set to {} ({elapsed} s ago)",
+        target.as_secs()
+    );
+    // Restore: later steps (and the guest's logs) see the real time again.
+    c.set_guest_date_time(set(unix_now())).await.unwrap();
+    let t0 = Instant::now();
+    let host = unix_now().as_secs();
+    let seen = container_date(c, "clock2").await;
+    let elapsed = t0.elapsed().as_secs();
+    assert!(
+        (host.saturating_sub(2)..=host + elapsed + 2).contains(&seen),
+        "guest date {seen} after restoring to {host}"
+    );
 }
 
 /// Serves one HTTP/1.0 response on host loopback; returns the port.

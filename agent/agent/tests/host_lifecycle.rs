@@ -32,6 +32,10 @@ struct Agent {
 
 impl Agent {
     fn start(dir: &Path, store: &Path, cgroup: &Path) -> Agent {
+        Self::start_with(dir, store, cgroup, &[])
+    }
+
+    fn start_with(dir: &Path, store: &Path, cgroup: &Path, extra: &[String]) -> Agent {
         let sock = dir.join("agent.sock");
         let child = Command::new("unshare")
             .args([
@@ -48,6 +52,7 @@ impl Agent {
             .arg(format!("agent.cgroup_root={}", cgroup.display()))
             .arg(format!("agent.baked_rootfs={}", store.display()))
             .arg("agent.log=debug")
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("agent.log")).unwrap())
             .spawn()
@@ -118,7 +123,15 @@ async fn busybox_containers_on_the_host() {
     let c = agent.client().await;
     let agent_pid = agent.agent_pid();
 
-    common::lifecycle(&c, "docker.io/library/busybox:latest").await;
+    let image = "docker.io/library/busybox:latest";
+    let controllers = common::CgroupControllers::below(cgroup.parent().unwrap());
+    common::lifecycle(&c, image, controllers).await;
+    common::signal_all_kills_execs(&c, image, true).await;
+    common::signal_all_kills_execs(&c, image, false).await;
+    common::orphan_left_by_init_is_killed_on_remove(&c, image).await;
+    // The probe the guest test uses (the agent is pid 1 of its pid namespace here too).
+    let rel = cgroup.file_name().unwrap().to_str().unwrap();
+    common::assert_no_agent_leftovers(&c, image, rel).await;
 
     // Nothing left: no child processes, no container cgroups, no rootfs mounts.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -176,4 +189,224 @@ async fn seccomp_profiles_and_named_users_on_the_host() {
         .await
         .ok();
     let _ = std::fs::remove_dir(&cgroup);
+}
+
+/// Text that must never reach the host in an error message: Debug dumps, guest attestation
+/// and secret locations, and the secret material the KBS serves below.
+const FORBIDDEN: [&str; 13] = [
+    "Some(",
+    "(\"",
+    "Os {",
+    "code: ",
+    "kind: ",
+    "Error {",
+    " { ",
+    "\\\"",
+    "/sys/kernel/config/tsm",
+    "/dev/tdx_guest",
+    "/dev/sev-guest",
+    "/run/cocoon/image-cache",
+    "hunter2-secret",
+];
+
+/// Errors of the real agent (real host adapter, in-guest pull with the data hub) carry no
+/// Debug dumps, guest secret paths or key material: bad ids, bad CopyFile paths, an exec of
+/// a missing program, an unavailable cgroup controller, and a CreateContainer whose pull
+/// fails on KBS resources holding secrets (malformed registry credentials with a password,
+/// a missing layer key / policy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_texts_of_the_real_agent_are_clean() {
+    use agent_protocol::types::*;
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    common::busybox_tree(&store.join("busybox"));
+    // A KBS with a malformed auth.json carrying a password and a non-JSON "policy" that is
+    // really a key.
+    let root = dir.path().join("resources");
+    for (path, content) in [
+        (
+            "default/credential/leaky",
+            r#"{"auths": {"r.example": {"auth": 7, "password": "hunter2-secret"}}, "x": "hunter2-secret"#,
+        ),
+        ("default/policy/key", "hunter2-secret-key-material"),
+    ] {
+        let f = root.join(path);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, content).unwrap();
+    }
+    let mut kcfg = cocoon_kbs::KbsConfig::for_loopback(root);
+    kcfg.allow_sample = true;
+    kcfg.resource_policy_file = Some(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../attestation/kbs/config/policy-coco-dev.rego"
+        )
+        .into(),
+    );
+    let kbs = cocoon_kbs::KbsServer::start(kcfg).await.unwrap();
+    // The agent creates its (fixed) blob cache dir on the first registry pull.
+    let cache_was_there = Path::new("/run/cocoon").exists();
+    let mut errors: Vec<(String, String)> = Vec::new();
+    // Guest pull is on: the baked store is reached through its prefix.
+    let image = "cocoon-baked:busybox";
+    for (tag, extra_key) in [
+        (
+            "auth",
+            "agent.image_registry_auth=kbs:///default/credential/leaky",
+        ),
+        ("policy", "agent.image_policy=kbs:///default/policy/key"),
+        (
+            "missing",
+            "agent.image_policy=kbs:///default/policy/missing",
+        ),
+    ] {
+        let adir = dir.path().join(tag);
+        std::fs::create_dir_all(&adir).unwrap();
+        let cgroup = cgroup_root(&format!("err{tag}"));
+        let extra = [
+            "agent.guest_pull=true".to_string(),
+            format!("agent.aa_kbc_params=cc_kbc::{}", kbs.url()),
+            "agent.tee_class=coco-dev".to_string(),
+            extra_key.to_string(),
+        ];
+        let mut agent = Agent::start_with(&adir, &store, &cgroup, &extra);
+        let c = agent.client().await;
+        let mut note = |what: &str, e: agent_protocol::ClientError| {
+            let text = e.rpc_message().map(str::to_string).unwrap_or_else(|| {
+                panic!("{what}: not an agent error: {e}");
+            });
+            errors.push((format!("{tag}: {what}"), text));
+        };
+        let e = c
+            .create_container(common::create_req("pulled", "127.0.0.1:9/app:1", &["true"]))
+            .await
+            .unwrap_err();
+        note("pull with KBS resources", e);
+        if tag == "auth" {
+            // The real host's failures, once.
+            for id in ["nope", "../x", "a/b"] {
+                let e = c
+                    .start_container(StartContainerRequest {
+                        container_id: id.into(),
+                    })
+                    .await
+                    .unwrap_err();
+                note("start bad id", e);
+                if id != "nope" {
+                    let e = c
+                        .create_container(common::create_req(id, image, &["true"]))
+                        .await
+                        .unwrap_err();
+                    note("create bad id", e);
+                }
+            }
+            for path in [
+                "/run/../etc/shadow",
+                "/etc/shadow",
+                "/run/kata-containers/shared/x/../../y",
+            ] {
+                let e = c
+                    .copy_file(CopyFileRequest {
+                        path: path.into(),
+                        file_mode: 0o100_644,
+                        file_size: 1,
+                        data: b"x".to_vec(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap_err();
+                note("copy file", e);
+            }
+            // The first (sandbox) container stays up: later ones join its namespaces.
+            c.create_container(common::create_req("run", image, &["sleep", "1000"]))
+                .await
+                .unwrap();
+            c.start_container(StartContainerRequest {
+                container_id: "run".into(),
+            })
+            .await
+            .unwrap();
+            let e = c
+                .create_container(common::create_req("noprog", image, &["/no/such/program"]))
+                .await
+                .and(
+                    c.start_container(StartContainerRequest {
+                        container_id: "noprog".into(),
+                    })
+                    .await,
+                );
+            if let Err(e) = e {
+                note("missing program", e);
+            }
+            let e = c
+                .exec_process(ExecProcessRequest {
+                    container_id: "run".into(),
+                    exec_id: "missing".into(),
+                    process: Some(common::process(&["/no/such/program"], false)),
+                    ..Default::default()
+                })
+                .await;
+            if let Err(e) = e {
+                note("exec missing program", e);
+            }
+            let e = c
+                .update_container(UpdateContainerRequest {
+                    container_id: "run".into(),
+                    resources: Some(LinuxResources {
+                        memory: Some(LinuxMemory {
+                            limit: 64 << 20,
+                            ..Default::default()
+                        }),
+                        pids: Some(LinuxPids { limit: 10 }),
+                        ..Default::default()
+                    }),
+                })
+                .await;
+            if let Err(e) = e {
+                note("update unavailable controller", e);
+            }
+            let e = c
+                .signal_process(SignalProcessRequest {
+                    container_id: "run".into(),
+                    exec_id: String::new(),
+                    signal: 99,
+                })
+                .await
+                .unwrap_err();
+            note("bad signal", e);
+        }
+        c.destroy_sandbox(DestroySandboxRequest::default())
+            .await
+            .ok();
+        let _ = agent.child.wait();
+        let _ = std::fs::remove_dir(&cgroup);
+    }
+    kbs.stop().await;
+    if !cache_was_there {
+        let _ = std::fs::remove_dir("/run/cocoon/image-cache");
+        let _ = std::fs::remove_dir("/run/cocoon");
+    }
+    eprintln!("{} errors checked", errors.len());
+    for (what, text) in &errors {
+        eprintln!("{what}: {text}");
+        for bad in FORBIDDEN {
+            assert!(
+                !text.contains(bad),
+                "{what}: error text contains {bad:?}: {text}"
+            );
+        }
+    }
+    let pulls: Vec<_> = errors
+        .iter()
+        .filter(|(w, _)| w.ends_with("pull with KBS resources"))
+        .collect();
+    assert_eq!(pulls.len(), 3, "{pulls:?}");
+    for (what, text) in pulls {
+        assert!(text.contains("agent.image_"), "{what}: {text}");
+    }
+    assert!(errors.len() >= 15, "{errors:?}");
 }

@@ -142,6 +142,44 @@ impl CgroupRoot {
             .unwrap_or(0)
     }
 
+    /// SIGKILLs every process still in the container's cgroup (`cgroup.kill`, or each pid
+    /// of `cgroup.procs` where the kernel lacks it) and waits up to 2 s for it to empty.
+    /// A container without its own pid namespace can leave processes behind its exited
+    /// init; the cgroup, not a pid, names them without a pid-reuse race.
+    pub async fn kill_remaining(&self, cid: &str) {
+        let dir = self.dir(cid);
+        let procs = |dir: &std::path::Path| {
+            read(&dir.join("cgroup.procs"))
+                .map(|t| {
+                    t.lines()
+                        .filter_map(|l| l.trim().parse::<i32>().ok())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        };
+        if procs(&dir).is_empty() {
+            return;
+        }
+        if std::fs::write(dir.join("cgroup.kill"), "1").is_err() {
+            for pid in procs(&dir) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        for _ in 0..200 {
+            if procs(&dir).is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::warn!(
+            container = cid,
+            "processes left in the cgroup after SIGKILL"
+        );
+    }
+
     /// Removes the container's cgroup (retrying while the last processes are released).
     pub async fn remove(&self, cid: &str) -> Result<(), HostError> {
         let dir = self.dir(cid);

@@ -398,6 +398,9 @@ impl ContainerHost for LinuxHost {
     }
 
     async fn remove_container(&self, cid: &str) -> Result<(), HostError> {
+        // Processes the exited init left behind (no pid namespace of its own) go first, so
+        // the rootfs is released and the cgroup can be removed.
+        self.cgroups.kill_remaining(cid).await;
         self.state().remove(cid);
         self.cgroups.remove(cid).await
     }

@@ -234,12 +234,42 @@ pub fn assert_tty_output(out: &str) {
     );
 }
 
+/// Which cgroup v2 controllers the agent's containers get. The guest has them all; a cgroup
+/// v1 hybrid host's `unified` hierarchy has none of memory, pids, io.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupControllers {
+    /// `memory`.
+    pub memory: bool,
+    /// `pids`.
+    pub pids: bool,
+}
+
+impl CgroupControllers {
+    /// The guest (cgroup v2 with every controller): the stats are asserted unconditionally.
+    pub const ALL: CgroupControllers = CgroupControllers {
+        memory: true,
+        pids: true,
+    };
+
+    /// What children of `parent` (the directory the agent's cgroup root is created in) get:
+    /// its `cgroup.subtree_control`.
+    pub fn below(parent: &Path) -> CgroupControllers {
+        let ctl = std::fs::read_to_string(parent.join("cgroup.subtree_control"))
+            .unwrap_or_else(|e| panic!("{}: {e}", parent.display()));
+        let has = |c: &str| ctl.split_whitespace().any(|w| w == c);
+        CgroupControllers {
+            memory: has("memory"),
+            pids: has("pids"),
+        }
+    }
+}
+
 /// The lifecycle scenario: a busybox pod container (`cat`), a second container joining the
 /// pod's UTS namespace, one joining its pid namespace (`sandbox_pidns`), execs with
 /// stdout/stderr/exit codes, SIGKILL (137), a tty resize seen by `stty size`, a terminal
 /// container init, stats, pause/resume, malformed CopyFile, removal. `image` names the baked
 /// busybox rootfs.
-pub async fn lifecycle(c: &AgentClient, image: &str) {
+pub async fn lifecycle(c: &AgentClient, image: &str, cgroups: CgroupControllers) {
     c.create_sandbox(CreateSandboxRequest {
         sandbox_id: "sb".into(),
         hostname: "pod".into(),
@@ -350,6 +380,24 @@ pub async fn lifecycle(c: &AgentClient, image: &str) {
         .as_ref()
         .unwrap();
     assert!(cpu.cpu_usage.as_ref().unwrap().total_usage > 0, "{stats:?}");
+    let cg = stats.cgroup_stats.as_ref().unwrap();
+    if cgroups.memory {
+        let mem = cg.memory_stats.as_ref().expect("memory stats");
+        let usage = mem.usage.as_ref().expect("memory usage").usage;
+        assert!(usage > 0, "memory usage {usage}: {stats:?}");
+    } else {
+        assert!(cg.memory_stats.is_none(), "{stats:?}");
+    }
+    if cgroups.pids {
+        let pids = cg.pids_stats.as_ref().expect("pids stats");
+        assert!(
+            pids.current >= 1,
+            "pids.current {}: {stats:?}",
+            pids.current
+        );
+    } else {
+        assert!(cg.pids_stats.is_none(), "{stats:?}");
+    }
 
     // Pause: the echo stops; resume: it arrives.
     c.pause_container(PauseContainerRequest {
@@ -679,3 +727,53 @@ pub async fn oom_kill(c: &AgentClient, image: &str) {
     .await
     .unwrap();
 }
+
+/// SignalProcess with an empty exec id reaches every process of the container: a sibling
+/// exec'd `sleep` dies with the init (both 137). With `own_pid_ns` false the container
+/// shares the agent's pid namespace, so killing the init alone would not take the sibling.
+pub async fn signal_all_kills_execs(c: &AgentClient, image: &str, own_pid_ns: bool) {
+    let cid = if own_pid_ns {
+        "sigall"
+    } else {
+        "sigall-shared"
+    };
+    let mut req = create_req(cid, image, &["sleep", "1000"]);
+    if !own_pid_ns {
+        let linux = req.oci.as_mut().unwrap().linux.as_mut().unwrap();
+        linux.namespaces.retain(|n| n.kind != "pid");
+    }
+    c.create_container(req).await.unwrap();
+    c.start_container(StartContainerRequest {
+        container_id: cid.into(),
+    })
+    .await
+    .unwrap();
+    exec(c, cid, "sib", &["sleep", "1000"], false).await;
+    // The sibling is running (not just created) before the signal.
+    exec(c, cid, "probe", &["sh", "-c", "pidof sleep | wc -w"], false).await;
+    let n = read_until(c, cid, "probe", false, "\u{0}never").await;
+    assert!(n.trim().parse::<u32>().unwrap_or(0) >= 2, "sleeps: {n:?}");
+    assert_eq!(wait(c, cid, "probe").await, 0);
+    c.signal_process(SignalProcessRequest {
+        container_id: cid.into(),
+        exec_id: String::new(),
+        signal: 9,
+    })
+    .await
+    .unwrap();
+    let both = async { tokio::join!(wait(c, cid, ""), wait(c, cid, "sib")) };
+    let (init, sib) = tokio::time::timeout(Duration::from_secs(30), both)
+        .await
+        .unwrap_or_else(|_| panic!("{cid}: a process survived SignalProcess to all"));
+    assert_eq!((init, sib), (137, 137), "{cid}: init, sibling");
+    c.remove_container(RemoveContainerRequest {
+        container_id: cid.into(),
+        timeout: 10,
+    })
+    .await
+    .unwrap();
+}
+
+mod leftovers;
+#[allow(unused_imports)]
+pub use leftovers::*;

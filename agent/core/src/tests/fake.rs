@@ -1,6 +1,6 @@
 //! Recording fakes of the host ports.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -24,6 +24,8 @@ pub(super) struct FakeHost {
     next_pid: Mutex<i32>,
     pub(super) oom: Mutex<HashMap<String, u64>>,
     plans: Mutex<Vec<ContainerPlan>>,
+    /// Containers whose init ignores SignalProcess-to-all (as a process stuck in D state).
+    pub(super) stubborn: Mutex<HashSet<String>>,
 }
 
 impl FakeHost {
@@ -98,6 +100,13 @@ impl ContainerHost for FakeHost {
                 ""
             }
         ));
+        if plan.container_id.starts_with("io-fail") {
+            // As the real host reports a failed system call (ENOENT).
+            return Err(HostError::io(
+                "create container cgroup",
+                std::io::Error::from_raw_os_error(2),
+            ));
+        }
         let p = self.spawn(false);
         self.inits
             .lock()
@@ -137,6 +146,9 @@ impl ContainerHost for FakeHost {
     }
     fn signal_container(&self, cid: &str, signal: i32) -> Result<(), HostError> {
         self.record(format!("signal-all {cid} {signal}"));
+        if self.stubborn.lock().unwrap().contains(cid) {
+            return Ok(());
+        }
         let pid = self.inits.lock().unwrap()[cid];
         self.kill(pid, signal);
         Ok(())
@@ -191,6 +203,12 @@ impl ImageService for FakeImages {
             .push(format!("pull {image} {cid} {}", dest.display()));
         if image.ends_with("busybox") {
             Ok(())
+        } else if image.contains("encrypted") {
+            // What the guest-pull adapter reports when a layer key is not released.
+            Err(ImageError::Failed(format!(
+                "pull {image}: layer 1 of 2: decryption key kbs:///default/key/k1 \
+                 was not released by the KBS"
+            )))
         } else {
             Err(ImageError::NotAvailable(format!(
                 "image pull is not available yet: cannot provide {image}"

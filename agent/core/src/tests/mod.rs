@@ -9,6 +9,7 @@ use agent_protocol::types::*;
 use agent_protocol::{AgentDispatcher, AgentError, AgentRequest, AgentResponse, Code};
 
 mod fake;
+mod gaps;
 use fake::{FakeHost, FakeImages, FakeNetwork};
 
 struct Rig {
