@@ -250,8 +250,28 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         }
     }
 
+    /// Entries of the task directories of namespace `default`: the bundles (state) and
+    /// work dirs (root) containerd made for the shim, where the shim writes its crash-cleanup
+    /// record.
+    fn task_dirs(&self) -> Vec<PathBuf> {
+        ["state", "root"]
+            .iter()
+            .flat_map(|d| {
+                let dir = self
+                    .dir
+                    .path()
+                    .join(d)
+                    .join("io.containerd.runtime.v2.task/default");
+                std::fs::read_dir(dir)
+                    .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+                    .unwrap_or_else(|_| Vec::new())
+            })
+            .collect()
+    }
+
     /// Asserts nothing of ours is left: no process mentioning the work dir (QEMU, backend,
-    /// shim), no mount under it, no VM state, no new shim socket.
+    /// shim), no mount under it, no VM state dir (nor the state root's leftovers), no task
+    /// bundle or work dir, no new shim socket.
     fn assert_clean(&self, what: &str) {
         let w = self.dir.path().display().to_string();
         let start = Instant::now();
@@ -269,17 +289,19 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
                 .into_iter()
                 .filter(|s| !self.shim_sockets_before.contains(s))
                 .collect();
+            let task_dirs = self.task_dirs();
             if procs.is_empty()
                 && mounted.is_empty()
                 && vmstate.is_empty()
                 && new_sockets.is_empty()
+                && task_dirs.is_empty()
             {
                 return;
             }
             if start.elapsed() > Duration::from_secs(15) {
                 let procs: Vec<String> = procs.iter().map(|p| cmdline(*p)).collect();
                 panic!(
-                    "{what}: left behind: processes {procs:?}, mounts {mounted:?}, VM state {vmstate:?}, shim sockets {new_sockets:?}\n{}",
+                    "{what}: left behind: processes {procs:?}, mounts {mounted:?}, VM state {vmstate:?}, task dirs {task_dirs:?}, shim sockets {new_sockets:?}\n{}",
                     self.log()
                 );
             }
@@ -295,6 +317,95 @@ impl Drop for Containerd {
             let _ = c.wait();
         }
     }
+}
+
+/// `ctr events`, read line by line on a thread.
+struct Events {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    seen: Vec<String>,
+}
+
+impl Events {
+    fn start(c: &Containerd) -> Events {
+        let mut child = c
+            .ctr()
+            .arg("events")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // ctr subscribes asynchronously: give it a moment before the events of interest.
+        std::thread::sleep(Duration::from_millis(300));
+        Events {
+            child,
+            lines,
+            reader: Some(reader),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (up to `timeout`) for a line with every one of `needles`; every line read is
+    /// kept in `seen`.
+    fn wait_for(&mut self, needles: &[&str], timeout: Duration) -> Option<String> {
+        if let Some(l) = self
+            .seen
+            .iter()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+        {
+            return Some(l.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if needles.iter().all(|n| line.contains(n)) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Position in `seen` of the first line with every one of `needles`.
+    fn position(&self, needles: &[&str]) -> Option<usize> {
+        self.seen
+            .iter()
+            .position(|l| needles.iter().all(|n| l.contains(n)))
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// The numeric value of `metric` in `ctr task metrics` output (`NAME  VALUE` rows).
+fn metric(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&name))
+        .and_then(|f| f.get(1).and_then(|v| v.parse().ok()))
+        .unwrap_or_else(|| panic!("no numeric {name} in:\n{metrics}"))
 }
 
 fn ctr_run(c: &Containerd, id: &str, extra: &[&str], args: &[&str]) -> Output {
@@ -335,7 +446,9 @@ fn run_detached(c: &Containerd, id: &str) {
 
 /// `ctr task delete` then `ctr container rm`; returns the delete's output.
 fn delete_task_and_container(c: &Containerd, id: &str) -> Output {
+    let t = Instant::now();
     let out = c.ctr().args(["task", "delete", id]).output().unwrap();
+    eprintln!("ctr task delete {id}: {:?}", t.elapsed());
     run(c.ctr().args(["container", "rm", id]));
     out
 }
@@ -436,28 +549,12 @@ fn shim_under_real_containerd() {
     c.assert_clean("stdin run");
 
     // 4c. An OOM kill in the guest (memory limit 32 MiB, dd with a 64 MiB buffer): dd dies
-    //     with 137 and containerd receives /tasks/oom for the task. (The task lives on for a
-    //     few seconds: the agent samples memory.events every 250 ms, and an event for a pod
-    //     already torn down is not delivered.)
-    let mut events = c
-        .ctr()
-        .arg("events")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let events_out = events.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(events_out)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    //     with 137 and containerd receives /tasks/oom for the task, before /tasks/delete.
+    //     The task exits right after the kill, usually before the agent's 250 ms sample of
+    //     memory.events: the kill is then found at RemoveContainer, and Delete lets it reach
+    //     containerd before it stops the VM.
+    let mut events = Events::start(&c);
+    let t = Instant::now();
     let out = ctr_run(
         &c,
         "oom1",
@@ -465,38 +562,40 @@ fn shim_under_real_containerd() {
         &[
             "sh",
             "-c",
-            "dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd=$?; sleep 3",
+            "dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd=$?",
         ],
     );
+    eprintln!("ctr run --rm oom1: {:?}", t.elapsed());
     assert!(out.status.success(), "{}\n{}", text(&out), c.log());
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("dd=137"),
         "{}",
         text(&out)
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    let oom = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains("/tasks/oom") && line.contains("oom1") => break Some(line),
-            Ok(line) => seen.push(line),
-            Err(_) => break None,
-        }
-    };
-    let _ = events.kill();
-    let _ = events.wait();
-    let _ = reader.join();
+    let delete = events.wait_for(
+        &["/tasks/delete", r#""container_id":"oom1""#],
+        Duration::from_secs(20),
+    );
     assert!(
-        oom.is_some(),
-        "no /tasks/oom event for oom1; events seen: {seen:#?}\n{}",
+        delete.is_some(),
+        "no /tasks/delete for oom1: {:#?}",
+        events.seen
+    );
+    let oom = events.position(&["/tasks/oom", r#""container_id":"oom1""#]);
+    let delete = events.position(&["/tasks/delete", r#""container_id":"oom1""#]);
+    assert!(
+        oom.is_some() && oom < delete,
+        "no /tasks/oom event for oom1 before its /tasks/delete; events seen: {:#?}\n{}",
+        events.seen,
         c.log()
     );
+    drop(events);
     c.assert_clean("OOM run");
 
     // 5. One long-lived container: exec, tty exec, ps, metrics, pause/resume, containerd
     //    restart, kill.
     run_detached(&c, "long");
+    let mut events = Events::start(&c);
     let out = exec(&c, "long", "e1", &["echo", "from-exec"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "from-exec\n");
@@ -524,15 +623,59 @@ fn shim_under_real_containerd() {
     );
     let out = run(c.ctr().args(["task", "metrics", "long"]));
     let metrics = String::from_utf8_lossy(&out.stdout);
+    // The guest's cgroup of the container: `sleep 600` uses some memory (well under the
+    // VM's) and CPU, and is at least one process.
+    let usage = metric(&metrics, "memory.usage_in_bytes");
     assert!(
-        metrics.contains("memory.usage_in_bytes") && metrics.contains("pids.current"),
-        "{metrics}"
+        usage > 0 && usage < 1 << 30,
+        "memory usage {usage}:\n{metrics}"
     );
+    let pids = metric(&metrics, "pids.current");
+    assert!((1..=16).contains(&pids), "pids.current {pids}:\n{metrics}");
+    let cpu = metric(&metrics, "cpuacct.usage");
+    assert!(cpu > 0, "cpuacct.usage {cpu}:\n{metrics}");
 
     run(c.ctr().args(["task", "pause", "long"]));
     c.wait_status("long", Some("PAUSED"));
     run(c.ctr().args(["task", "resume", "long"]));
     c.wait_status("long", Some("RUNNING"));
+    // Every exec was announced (added, then started) and so were the pause and the resume.
+    let long = r#""container_id":"long""#;
+    let mut order = Vec::new();
+    for (topic, extra) in [
+        ("/tasks/exec-added", r#""exec_id":"e1""#),
+        ("/tasks/exec-started", r#""exec_id":"e1""#),
+        ("/tasks/exec-added", r#""exec_id":"e2""#),
+        ("/tasks/exec-started", r#""exec_id":"e2""#),
+        ("/tasks/exec-added", r#""exec_id":"t1""#),
+        ("/tasks/exec-started", r#""exec_id":"t1""#),
+        ("/tasks/paused", long),
+        ("/tasks/resumed", long),
+    ] {
+        let needles = [topic, long, extra];
+        assert!(
+            events.wait_for(&needles, Duration::from_secs(10)).is_some(),
+            "no {topic} {extra}; events seen: {:#?}",
+            events.seen
+        );
+        order.push(events.position(&needles).unwrap());
+    }
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "exec/pause events out of order ({order:?}): {:#?}",
+        events.seen
+    );
+    let started_pid = events
+        .seen
+        .iter()
+        .find(|l| l.contains("/tasks/exec-started"))
+        .unwrap();
+    assert!(
+        started_pid.contains(&format!(r#""pid":{}"#, qemu[0])),
+        "exec-started reports the task's host pid (QEMU {}): {started_pid}",
+        qemu[0]
+    );
+    drop(events);
 
     let shims = c.our_processes("containerd-shim-cocoon-v2");
     assert_eq!(shims.len(), 1, "one shim");

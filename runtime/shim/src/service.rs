@@ -29,6 +29,11 @@ use crate::stdio::{self, Output, StdinHandle};
 /// Exit status reported when the VM died under a process.
 pub const VM_GONE_STATUS: u32 = 255;
 
+/// How long Delete, before it stops the VM, waits for an OOM kill the agent found at
+/// RemoveContainer (queued for GetOOMEvent) to reach containerd. An event already queued
+/// arrives within one agent round trip; when there is none, this is what Delete costs.
+pub const OOM_DRAIN: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Errors of the task service.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -108,6 +113,8 @@ pub struct TaskService {
     env: EnvLookup,
     inner: Mutex<Inner>,
     exits: watch::Sender<u64>,
+    /// `/tasks/oom` events published so far, per container (bumped after the publish).
+    ooms: watch::Sender<HashMap<String, u64>>,
     /// Signalled when the shim should exit.
     pub exit: Arc<Notify>,
     /// Address of this shim, recorded in each bundle.
@@ -130,6 +137,7 @@ impl TaskService {
             env,
             inner: Mutex::new(Inner::default()),
             exits: watch::channel(0).0,
+            ooms: watch::channel(HashMap::new()).0,
             exit,
             address,
         })
@@ -392,45 +400,6 @@ impl TaskService {
         });
     }
 
-    /// Relays the guest's OOM kills as `/tasks/oom` events: a long poll of GetOOMEvent for
-    /// as long as the pod's VM is up (as Kata's shim does). Ends when the VM is stopped or
-    /// gone, or when the agent does not implement the call.
-    fn spawn_oom_watcher(self: &Arc<Self>, agent: AgentClient) {
-        let this = Arc::downgrade(self);
-        let agent = agent.with_long_poll_timeout(None);
-        tokio::spawn(async move {
-            loop {
-                let polled = agent.oom_event().await;
-                let Some(service) = this.upgrade() else {
-                    return;
-                };
-                match polled {
-                    Ok(ev) => {
-                        tracing::info!(container = ev.container_id, "OOM kill in the guest");
-                        service
-                            .events
-                            .publish(TaskEvent::Oom {
-                                container_id: ev.container_id,
-                            })
-                            .await;
-                    }
-                    Err(e) if e.code() == agent_protocol::Code::Unimplemented => {
-                        tracing::info!("the agent has no GetOOMEvent: no OOM events");
-                        return;
-                    }
-                    Err(e) => {
-                        if service.inner.lock().await.agent.is_none() {
-                            return;
-                        }
-                        tracing::info!(error = %e, "GetOOMEvent failed; polling again");
-                        drop(service);
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    }
-                }
-            }
-        });
-    }
-
     async fn record_exit(&self, key: &Key, status: u32, pid: u32) {
         let at = SystemTime::now();
         let recorded = {
@@ -581,6 +550,8 @@ impl TaskService {
             return Ok((pid, p.exit));
         }
         inner.pod.container(id)?.check_deletable()?;
+        let ooms_before = self.oom_count(id);
+        let mut removed_from = None;
         if let Some(agent) = inner.agent.clone() {
             let r = agent
                 .remove_container(RemoveContainerRequest {
@@ -588,14 +559,23 @@ impl TaskService {
                     timeout: 10,
                 })
                 .await;
-            if let Err(e) = r {
-                tracing::warn!(id, error = %e, "RemoveContainer failed");
+            match r {
+                Ok(_) => removed_from = Some(agent),
+                Err(e) => tracing::warn!(id, error = %e, "RemoveContainer failed"),
             }
         }
         let removal = inner.pod.remove(id)?;
         let exit = removal.container.init.exit;
         let bundle = PathBuf::from(&removal.container.bundle);
         if removal.stop_vm {
+            // The VM's OOM watcher ends with it: an OOM kill RemoveContainer found must be
+            // published first (and so before /tasks/delete). The kernel's OOM killer sends
+            // SIGKILL, so an init that exited any other way (or has no status yet) costs
+            // Delete no wait.
+            let killed = exit.as_ref().is_some_and(|e| e.status == 128 + 9);
+            if let Some(agent) = removed_from.filter(|_| killed) {
+                self.drain_ooms(&agent, id, ooms_before).await;
+            }
             for c in inner.pod.containers.values_mut() {
                 c.all_exited(VM_GONE_STATUS, SystemTime::now());
             }
@@ -781,5 +761,6 @@ impl TaskService {
     }
 }
 
+mod oom;
 #[cfg(test)]
 mod tests;

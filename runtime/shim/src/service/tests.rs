@@ -19,8 +19,15 @@ struct FakeAgent {
     exit_code: i32,
     /// Whether UpdateInterface / UpdateRoutes succeed (else UNIMPLEMENTED).
     network_ok: bool,
-    /// Containers GetOOMEvent reports, one per call; then the call waits forever.
+    /// Containers GetOOMEvent reports, one per call; then the call waits (see `wake_polls`).
     ooms: StdMutex<Vec<String>>,
+    /// A container whose OOM kill RemoveContainer finds (queued for GetOOMEvent, as the
+    /// agent does when a container is removed before the kill was sampled).
+    oom_at_remove: StdMutex<Option<String>>,
+    /// Whether a GetOOMEvent already waiting takes what RemoveContainer queues (the real
+    /// agent's behaviour); else only a later call sees it.
+    wake_polls: bool,
+    oom_wake: Notify,
 }
 
 #[async_trait::async_trait]
@@ -65,19 +72,33 @@ impl AgentDispatcher for FakeAgent {
             AgentRequest::UpdateRoutes(r) if self.network_ok => {
                 Ok(AgentResponse::Routes(r.routes.unwrap_or_default()))
             }
-            AgentRequest::GetOOMEvent(_) => {
+            AgentRequest::GetOOMEvent(_) => loop {
                 let next = self.ooms.lock().unwrap().pop();
                 match next {
-                    Some(container_id) => Ok(AgentResponse::OOMEvent(OOMEvent { container_id })),
+                    Some(container_id) => {
+                        break Ok(AgentResponse::OOMEvent(OOMEvent { container_id }));
+                    }
+                    None if self.wake_polls => {
+                        self.oom_wake.notified().await;
+                        // The answer is still on its way when RemoveContainer returns.
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                    }
                     None => std::future::pending().await,
                 }
+            },
+            AgentRequest::RemoveContainer(_) => {
+                if let Some(c) = self.oom_at_remove.lock().unwrap().take() {
+                    self.ooms.lock().unwrap().push(c);
+                    self.oom_wake.notify_one();
+                }
+                Ok(AgentResponse::Empty)
             }
             AgentRequest::SignalProcess(s) => {
                 self.exit.send_replace(Some(128 + s.signal as i32));
                 Ok(AgentResponse::Empty)
             }
             AgentRequest::CreateContainer(_)
-            | AgentRequest::RemoveContainer(_)
+            | AgentRequest::ExecProcess(_)
             | AgentRequest::PauseContainer(_)
             | AgentRequest::ResumeContainer(_)
             | AgentRequest::DestroySandbox(_) => Ok(AgentResponse::Empty),
@@ -184,6 +205,15 @@ fn fixture(exit_code: i32) -> Fixture {
 
 /// `extra_toml` is appended to the shipped coco-dev configuration.
 fn fixture_with(exit_code: i32, extra_toml: Option<&str>, network_ok: bool) -> Fixture {
+    fixture_full(exit_code, extra_toml, network_ok, false)
+}
+
+fn fixture_full(
+    exit_code: i32,
+    extra_toml: Option<&str>,
+    network_ok: bool,
+    wake_polls: bool,
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let agent = Arc::new(FakeAgent {
         log: StdMutex::new(Vec::new()),
@@ -192,6 +222,9 @@ fn fixture_with(exit_code: i32, extra_toml: Option<&str>, network_ok: bool) -> F
         exit_code,
         network_ok,
         ooms: StdMutex::new(Vec::new()),
+        oom_at_remove: StdMutex::new(None),
+        wake_polls,
+        oom_wake: Notify::new(),
     });
     let vmm = Arc::new(FakeVmm {
         agent: agent.clone(),
@@ -579,4 +612,212 @@ async fn guest_oom_kills_become_oom_events() {
         .filter(|r| matches!(r, AgentRequest::GetOOMEvent(_)))
         .count();
     assert_eq!(polls, 2, "one answered poll, one outstanding");
+}
+
+fn topics(f: &Fixture) -> Vec<&'static str> {
+    f.events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.topic())
+        .collect()
+}
+
+#[tokio::test]
+async fn exec_pause_and_resume_publish_their_events() {
+    let f = fixture(-1);
+    let b = bundle(&f, "c1", serde_json::json!({"io.cocoon.image": "x"}));
+    let pid = f
+        .service
+        .create(params("c1", b, Path::new("/dev/null")))
+        .await
+        .unwrap();
+    f.service.start("c1", "").await.unwrap();
+    let spec = br#"{"args": ["echo", "from-exec"], "cwd": "/"}"#;
+    f.service
+        .exec("c1", "e1", Stdio::default(), spec)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.service
+            .exec("c1", "e1", Stdio::default(), spec)
+            .await
+            .ok(),
+        None,
+        "a second exec with the same id is refused"
+    );
+    f.service.start("c1", "e1").await.unwrap();
+    f.service.set_paused("c1", true).await.unwrap();
+    assert!(
+        f.service.set_paused("c1", true).await.is_err(),
+        "pausing a paused container is refused"
+    );
+    f.service.set_paused("c1", false).await.unwrap();
+    let c1 = || "c1".to_string();
+    let events: Vec<TaskEvent> = f.events.0.lock().unwrap().clone();
+    assert_eq!(
+        events[1..],
+        [
+            TaskEvent::Start {
+                container_id: c1(),
+                pid
+            },
+            TaskEvent::ExecAdded {
+                container_id: c1(),
+                exec_id: "e1".into()
+            },
+            TaskEvent::ExecStarted {
+                container_id: c1(),
+                exec_id: "e1".into(),
+                pid
+            },
+            TaskEvent::Paused { container_id: c1() },
+            TaskEvent::Resumed { container_id: c1() },
+        ],
+        "{events:#?}"
+    );
+    let exec = f.agent.log.lock().unwrap().iter().find_map(|r| match r {
+        AgentRequest::ExecProcess(e) => Some(e.clone()),
+        _ => None,
+    });
+    let exec = exec.unwrap();
+    assert_eq!(exec.exec_id, "e1");
+    assert_eq!(exec.process.unwrap().args, ["echo", "from-exec"]);
+}
+
+/// Runs `c1` to its exit, has RemoveContainer find an OOM kill, deletes it; returns how
+/// long the delete took.
+async fn delete_after_oom_at_removal(f: &Fixture, oom: bool) -> Duration {
+    let b = bundle(f, "c1", serde_json::json!({"io.cocoon.image": "x"}));
+    f.service
+        .create(params("c1", b, Path::new("/dev/null")))
+        .await
+        .unwrap();
+    f.service.start("c1", "").await.unwrap();
+    f.service.wait("c1", "").await.unwrap();
+    if oom {
+        *f.agent.oom_at_remove.lock().unwrap() = Some("c1".into());
+    }
+    // The watcher's long poll is outstanding (as in production) before the delete.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !f
+        .agent
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| matches!(r, AgentRequest::GetOOMEvent(_)))
+    {
+        assert!(std::time::Instant::now() < deadline, "no OOM watcher");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let t = std::time::Instant::now();
+    f.service.delete("c1", "").await.unwrap();
+    let took = t.elapsed();
+    assert_eq!(*f.vmm.stopped.lock().unwrap(), 1);
+    took
+}
+
+#[tokio::test]
+async fn oom_found_at_removal_is_published_before_delete_and_vm_stop() {
+    // `false`: only a new GetOOMEvent sees the queued kill (Delete's own poll takes it);
+    // `true`: the watcher's outstanding poll takes it (Delete waits for its publish).
+    for wake_polls in [false, true] {
+        // The OOM killer's SIGKILL: exit status 137.
+        let f = fixture_full(137, None, true, wake_polls);
+        let took = delete_after_oom_at_removal(&f, true).await;
+        assert_eq!(
+            topics(&f),
+            [
+                "/tasks/create",
+                "/tasks/start",
+                "/tasks/exit",
+                "/tasks/oom",
+                "/tasks/delete"
+            ],
+            "wake_polls {wake_polls}"
+        );
+        assert!(
+            took < OOM_DRAIN,
+            "wake_polls {wake_polls}: a delivered event ends the wait at once ({took:?})"
+        );
+    }
+}
+
+/// An init that exited by SIGKILL without an OOM: Delete waits at most the drain bound.
+#[tokio::test]
+async fn delete_without_an_oom_waits_at_most_the_drain_bound() {
+    let f = fixture_full(137, None, true, true);
+    let took = delete_after_oom_at_removal(&f, false).await;
+    assert!(
+        took < OOM_DRAIN + Duration::from_millis(400),
+        "delete took {took:?}"
+    );
+    eprintln!("delete without an OOM: {took:?}");
+    assert_eq!(
+        topics(&f),
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ]
+    );
+}
+
+/// An init that exited normally cannot have been OOM-killed: Delete does not wait.
+#[tokio::test]
+async fn delete_after_a_normal_exit_does_not_wait_for_oom_events() {
+    let f = fixture_full(0, None, true, true);
+    let took = delete_after_oom_at_removal(&f, false).await;
+    assert!(took < OOM_DRAIN, "delete took {took:?}");
+    assert!(
+        f.agent
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| matches!(r, AgentRequest::GetOOMEvent(_)))
+            .nth(1)
+            .is_none(),
+        "Delete polled GetOOMEvent after a normal exit"
+    );
+}
+
+#[tokio::test]
+async fn workload_delete_in_a_pod_does_not_wait_for_oom_events() {
+    let f = fixture_full(0, None, true, true);
+    let sb = bundle(
+        &f,
+        "pod1",
+        serde_json::json!({"io.kubernetes.cri.container-type": "sandbox", "io.kubernetes.cri.sandbox-id": "pod1"}),
+    );
+    f.service
+        .create(params("pod1", sb, Path::new("/dev/null")))
+        .await
+        .unwrap();
+    let wb = bundle(
+        &f,
+        "w1",
+        serde_json::json!({"io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri.sandbox-id": "pod1", "io.kubernetes.cri.image-name": "docker.io/x/y:1"}),
+    );
+    f.service
+        .create(params("w1", wb, Path::new("/dev/null")))
+        .await
+        .unwrap();
+    f.service.kill("w1", "", 9).await.unwrap();
+    let t = std::time::Instant::now();
+    f.service.delete("w1", "").await.unwrap();
+    assert!(t.elapsed() < OOM_DRAIN, "{:?}", t.elapsed());
+    let polls = f
+        .agent
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| matches!(r, AgentRequest::GetOOMEvent(_)))
+        .count();
+    assert_eq!(polls, 1, "only the watcher polls");
 }
