@@ -3,6 +3,7 @@
 //! shim was started with). Events are queued and sent in order by one task, which reconnects
 //! when containerd restarts.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use containerd_shim_protos::events::task::{
@@ -17,7 +18,7 @@ use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::shim_async::EventsClient;
 use containerd_shim_protos::ttrpc;
 use runtime_core::{EventSink, TaskEvent};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Events waiting to be sent before [`EventSink::publish`] waits.
 const QUEUE_LEN: usize = 1024;
@@ -165,30 +166,37 @@ async fn forward_loop(
     address: String,
     mut client: EventsClient,
     mut queue: mpsc::Receiver<Envelope>,
+    pending: Arc<watch::Sender<usize>>,
 ) {
     while let Some(envelope) = queue.recv().await {
-        let topic = envelope.topic.clone();
-        let request = ForwardRequest {
-            envelope: Some(envelope).into(),
-            ..Default::default()
-        };
-        for attempt in 1..=ATTEMPTS {
-            let ctx = ttrpc::context::with_duration(FORWARD_TIMEOUT);
-            match client.forward(ctx, &request).await {
-                Ok(_) => {
-                    tracing::debug!(topic, "event forwarded");
-                    break;
-                }
-                Err(e) if attempt == ATTEMPTS => {
-                    tracing::warn!(topic, error = %e, "event dropped after {ATTEMPTS} attempts");
-                }
-                Err(e) => {
-                    tracing::info!(topic, attempt, error = %e, "forwarding event failed; reconnecting");
-                    tokio::time::sleep(Duration::from_millis(200) * attempt).await;
-                    match connect(&address).await {
-                        Ok(c) => client = c,
-                        Err(e) => tracing::info!(error = %e, "reconnect failed"),
-                    }
+        forward_one(&address, &mut client, envelope).await;
+        pending.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// Sends one envelope, reconnecting and retrying up to [`ATTEMPTS`] times.
+async fn forward_one(address: &str, client: &mut EventsClient, envelope: Envelope) {
+    let topic = envelope.topic.clone();
+    let request = ForwardRequest {
+        envelope: Some(envelope).into(),
+        ..Default::default()
+    };
+    for attempt in 1..=ATTEMPTS {
+        let ctx = ttrpc::context::with_duration(FORWARD_TIMEOUT);
+        match client.forward(ctx, &request).await {
+            Ok(_) => {
+                tracing::debug!(topic, "event forwarded");
+                break;
+            }
+            Err(e) if attempt == ATTEMPTS => {
+                tracing::warn!(topic, error = %e, "event dropped after {ATTEMPTS} attempts");
+            }
+            Err(e) => {
+                tracing::info!(topic, attempt, error = %e, "forwarding event failed; reconnecting");
+                tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                match connect(address).await {
+                    Ok(c) => *client = c,
+                    Err(e) => tracing::info!(error = %e, "reconnect failed"),
                 }
             }
         }
@@ -200,6 +208,8 @@ async fn forward_loop(
 pub struct ContainerdEvents {
     queue: mpsc::Sender<Envelope>,
     namespace: String,
+    /// Events queued or being sent (what [`ContainerdEvents::flush`] waits for).
+    pending: Arc<watch::Sender<usize>>,
 }
 
 impl ContainerdEvents {
@@ -208,11 +218,29 @@ impl ContainerdEvents {
     pub async fn connect(ttrpc_socket: &str, namespace: &str) -> Result<Self, PublishError> {
         let client = connect(ttrpc_socket).await?;
         let (queue, receiver) = mpsc::channel(QUEUE_LEN);
-        tokio::spawn(forward_loop(ttrpc_socket.to_string(), client, receiver));
+        let pending = Arc::new(watch::channel(0usize).0);
+        tokio::spawn(forward_loop(
+            ttrpc_socket.to_string(),
+            client,
+            receiver,
+            pending.clone(),
+        ));
         Ok(ContainerdEvents {
             queue,
             namespace: namespace.to_string(),
+            pending,
         })
+    }
+
+    /// Waits until every queued event was sent (or dropped after its attempts), at most
+    /// `limit`; false when some are still pending. The shim calls it before it exits, so
+    /// the last events of a task (exit, delete) are not lost with the process.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let mut pending = self.pending.subscribe();
+        matches!(
+            tokio::time::timeout(limit, pending.wait_for(|n| *n == 0)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Queues one event under `topic`.
@@ -224,10 +252,11 @@ impl ContainerdEvents {
             event: Some(to_any(event)?).into(),
             ..Default::default()
         };
-        self.queue
-            .send(envelope)
-            .await
-            .map_err(|_| PublishError::Closed)
+        self.pending.send_modify(|n| *n += 1);
+        self.queue.send(envelope).await.map_err(|_| {
+            self.pending.send_modify(|n| *n = n.saturating_sub(1));
+            PublishError::Closed
+        })
     }
 }
 
@@ -238,5 +267,86 @@ impl EventSink for ContainerdEvents {
         if let Err(e) = self.send(event.topic(), message.as_ref()).await {
             tracing::warn!(topic = event.topic(), error = %e, "publishing event failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
+    use containerd_shim_protos::shim_async::{Events, create_events};
+    use containerd_shim_protos::ttrpc::r#async::{Server, TtrpcContext};
+
+    use super::*;
+
+    /// containerd's events service, answering each Forward after `delay`.
+    struct SlowEvents {
+        delay: Duration,
+        topics: Arc<Mutex<Vec<String>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Events for SlowEvents {
+        async fn forward(&self, _: &TtrpcContext, req: ForwardRequest) -> ttrpc::Result<Empty> {
+            tokio::time::sleep(self.delay).await;
+            let topic = req.envelope.topic.clone();
+            self.topics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(topic);
+            Ok(Empty::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn flush_waits_until_queued_events_reached_containerd() {
+        let dir = tempfile::tempdir().unwrap();
+        let address = format!("unix://{}", dir.path().join("events.sock").display());
+        let topics = Arc::new(Mutex::new(Vec::new()));
+        let service = SlowEvents {
+            delay: Duration::from_millis(150),
+            topics: topics.clone(),
+        };
+        let mut server = Server::new()
+            .bind(&address)
+            .unwrap()
+            .register_service(create_events(Arc::new(service)));
+        server.start().await.unwrap();
+        let events = ContainerdEvents::connect(&address, "default")
+            .await
+            .unwrap();
+        for id in ["a", "b", "c"] {
+            let ev = TaskEvent::Delete {
+                container_id: id.into(),
+                pid: 1,
+                exit_status: 0,
+                exited_at: SystemTime::now(),
+            };
+            events.publish(ev).await;
+        }
+        // Queued, not yet sent: a shim exiting now would lose them.
+        assert!(topics.lock().unwrap().len() < 3);
+        assert!(events.flush(Duration::from_secs(10)).await);
+        assert_eq!(
+            topics.lock().unwrap().len(),
+            3,
+            "flush returned before the sends"
+        );
+        // Nothing pending: returns at once.
+        let t = std::time::Instant::now();
+        assert!(events.flush(Duration::from_secs(10)).await);
+        assert!(t.elapsed() < Duration::from_millis(100));
+        // A bound shorter than the sends: false, without waiting longer than the bound.
+        events
+            .publish(TaskEvent::Delete {
+                container_id: "d".into(),
+                pid: 1,
+                exit_status: 0,
+                exited_at: SystemTime::now(),
+            })
+            .await;
+        assert!(!events.flush(Duration::from_millis(20)).await);
+        let _ = server.shutdown().await;
     }
 }

@@ -23,6 +23,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::events::{ContainerdEvents, PublishError, timestamp};
+
+/// How long the exiting shim waits for queued events to reach containerd.
+const EVENT_FLUSH: std::time::Duration = std::time::Duration::from_secs(3);
 use crate::flags::ShimFlags;
 use crate::qemu_vmm::QemuVmm;
 use crate::service::TaskService;
@@ -245,7 +248,7 @@ pub async fn serve(flags: &ShimFlags) -> Result<(), ShimError> {
     let env = Arc::new(|k: &str| std::env::var(k).ok());
     let service = TaskService::new(
         Arc::new(QemuVmm),
-        events,
+        events.clone(),
         env,
         flags.socket.clone(),
         exit.clone(),
@@ -271,6 +274,10 @@ pub async fn serve(flags: &ShimFlags) -> Result<(), ShimError> {
     tracing::info!(socket = flags.socket, "shim serving");
     exit.notified().await;
     tracing::info!("shim shutting down");
+    // The task's last events (exit, delete) are still being forwarded: not lost with us.
+    if !events.flush(EVENT_FLUSH).await {
+        tracing::warn!("events still queued for containerd at exit");
+    }
     let _ = server.shutdown().await;
     let _ = std::fs::remove_file(socket_path(&flags.socket));
     Ok(())
