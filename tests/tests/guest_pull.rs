@@ -219,6 +219,46 @@ async fn configure_network(c: &AgentClient) {
     .unwrap();
 }
 
+/// Boots a coco-dev guest that pulls images itself: kernel parameters for guest pull
+/// through the KBS (plus `extra_params`), the registry and the KBS reached through
+/// restricted user networking (10.0.2.100:5000, 10.0.2.101:8080), guest network set up.
+async fn boot_pull_guest(
+    guest: &Path,
+    state: &Path,
+    id: &str,
+    extra_params: &str,
+    registry_port: u16,
+    kbs_port: u16,
+) -> (Sandbox, AgentClient) {
+    let mut cfg = coco_dev_config(guest, state);
+    cfg.hypervisor.qemu.kernel_params = format!(
+        "agent.guest_pull=true agent.aa_kbc_params=cc_kbc::{KBS_IN_GUEST} \
+         agent.tee_class=coco-dev agent.insecure_registries={REGISTRY_IN_GUEST} {extra_params}"
+    );
+    let forward = |addr: &str, guest_port, host_port| runtime_qemu::GuestForward {
+        guest_addr: addr.parse().unwrap(),
+        guest_port,
+        host_port,
+    };
+    let opts = BootOptions {
+        id: id.into(),
+        network: Some(runtime_qemu::UserNetwork {
+            forwards: vec![
+                forward("10.0.2.100", 5000, registry_port),
+                forward("10.0.2.101", 8080, kbs_port),
+            ],
+            relay_busybox: "/usr/bin/busybox".into(),
+        }),
+        ..Default::default()
+    };
+    let sb = Sandbox::boot(&cfg, &opts, runtime_qemu::host::kvm_usable())
+        .await
+        .unwrap();
+    let c = sb.agent().with_timeout(Some(Duration::from_secs(180)));
+    configure_network(&c).await;
+    (sb, c)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_decrypt_and_run_inside_the_guest() {
     let Some(guest) = guest_dir() else {
@@ -248,32 +288,15 @@ async fn pull_decrypt_and_run_inside_the_guest() {
     let kbs = KbsServer::start(kbs_config).await.unwrap();
 
     let state = tempfile::tempdir().unwrap();
-    let mut cfg = coco_dev_config(&guest, state.path());
-    cfg.hypervisor.qemu.kernel_params = format!(
-        "agent.guest_pull=true agent.aa_kbc_params=cc_kbc::{KBS_IN_GUEST} \
-         agent.tee_class=coco-dev agent.insecure_registries={REGISTRY_IN_GUEST}"
-    );
-    let forward = |addr: &str, guest_port, host_port| runtime_qemu::GuestForward {
-        guest_addr: addr.parse().unwrap(),
-        guest_port,
-        host_port,
-    };
-    let opts = BootOptions {
-        id: "guest-pull".into(),
-        network: Some(runtime_qemu::UserNetwork {
-            forwards: vec![
-                forward("10.0.2.100", 5000, registry_port),
-                forward("10.0.2.101", 8080, kbs.addr.port()),
-            ],
-            relay_busybox: "/usr/bin/busybox".into(),
-        }),
-        ..Default::default()
-    };
-    let sb = Sandbox::boot(&cfg, &opts, runtime_qemu::host::kvm_usable())
-        .await
-        .unwrap();
-    let c = sb.agent().with_timeout(Some(Duration::from_secs(180)));
-    configure_network(&c).await;
+    let (sb, c) = boot_pull_guest(
+        &guest,
+        state.path(),
+        "guest-pull",
+        "",
+        registry_port,
+        kbs.addr.port(),
+    )
+    .await;
     // The registry answers through the guestfwd (checked from a baked-rootfs container).
     let (out, status) = run_container(
         &c,
@@ -544,33 +567,16 @@ async fn image_policy_from_the_kbs_gates_pulls_inside_the_guest() {
     let kbs = KbsServer::start(kbs_config).await.unwrap();
 
     let state = tempfile::tempdir().unwrap();
-    let mut cfg = coco_dev_config(&guest, state.path());
-    cfg.hypervisor.qemu.kernel_params = format!(
-        "agent.guest_pull=true agent.aa_kbc_params=cc_kbc::{KBS_IN_GUEST} \
-         agent.tee_class=coco-dev agent.insecure_registries={REGISTRY_IN_GUEST} \
-         agent.image_policy={POLICY_URI}"
-    );
-    let forward = |addr: &str, guest_port, host_port| runtime_qemu::GuestForward {
-        guest_addr: addr.parse().unwrap(),
-        guest_port,
-        host_port,
-    };
-    let opts = BootOptions {
-        id: "guest-pull-policy".into(),
-        network: Some(runtime_qemu::UserNetwork {
-            forwards: vec![
-                forward("10.0.2.100", 5000, registry_port),
-                forward("10.0.2.101", 8080, kbs.addr.port()),
-            ],
-            relay_busybox: "/usr/bin/busybox".into(),
-        }),
-        ..Default::default()
-    };
-    let sb = Sandbox::boot(&cfg, &opts, runtime_qemu::host::kvm_usable())
-        .await
-        .unwrap();
-    let c = sb.agent().with_timeout(Some(Duration::from_secs(180)));
-    configure_network(&c).await;
+    let extra = format!("agent.image_policy={POLICY_URI}");
+    let (sb, c) = boot_pull_guest(
+        &guest,
+        state.path(),
+        "guest-pull-policy",
+        &extra,
+        registry_port,
+        kbs.addr.port(),
+    )
+    .await;
 
     // 1. plain/: insecureAcceptAnything.
     let plain = format!("{REGISTRY_IN_GUEST}/plain/busybox:latest");

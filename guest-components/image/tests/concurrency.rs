@@ -13,64 +13,16 @@
 mod common;
 mod faults;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use faults::image::{Image, image};
 use faults::{Action, FaultProxy};
 use guest_image::{ProgressSink, PullOptions, pull_image};
 
 /// How long the proxy holds back each layer answer.
 const HOLD: Duration = Duration::from_millis(300);
-
-/// The busybox test image pushed to a fresh registry as `repo:latest`.
-struct Image {
-    work: tempfile::TempDir,
-    registry: Registry,
-    /// `umoci unpack` of the same image.
-    expected: BTreeMap<String, String>,
-    /// Layer digests and sizes, base first.
-    layers: Vec<(String, u64)>,
-}
-
-fn image(repo: &str) -> Image {
-    let work = tempfile::tempdir().unwrap();
-    let layout = build_busybox_image(work.path());
-    let registry = Registry::start();
-    registry.push(&layout, "busybox", &format!("{repo}:latest"), &[]);
-    let expected = describe_tree(&umoci_unpack(
-        &layout,
-        "busybox",
-        &work.path().join("bundle"),
-    ));
-    let index = read_json(&layout.join("index.json"));
-    let digest = index["manifests"][0]["digest"].as_str().unwrap();
-    let manifest = read_json(
-        &layout
-            .join("blobs/sha256")
-            .join(digest.strip_prefix("sha256:").unwrap()),
-    );
-    let layers: Vec<_> = manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["digest"].as_str().unwrap().to_owned(),
-                d["size"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    // Five layers: enough for a limit of 2 (or 3) to be reached and to matter.
-    assert_eq!(layers.len(), 5);
-    Image {
-        work,
-        registry,
-        expected,
-        layers,
-    }
-}
 
 /// Pull `repo:latest` through `proxy` with every layer answer held back, and return the most
 /// layer requests in flight at once. `limit`: `max_concurrent_downloads`, the default when

@@ -7,66 +7,15 @@
 mod common;
 mod faults;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use faults::image::image;
 use faults::{Action, FaultProxy};
 use guest_image::{AuthFileCredentials, ImageError, PullOptions, RetryPolicy, pull_image};
-
-/// The busybox test image pushed to a fresh registry as `repo:latest`.
-struct Image {
-    work: tempfile::TempDir,
-    registry: Registry,
-    /// `umoci unpack` of the same image.
-    expected: BTreeMap<String, String>,
-    /// Config digest and size.
-    config: (String, u64),
-    /// Layer digests and sizes, base first.
-    layers: Vec<(String, u64)>,
-}
-
-fn image(repo: &str) -> Image {
-    let work = tempfile::tempdir().unwrap();
-    let layout = build_busybox_image(work.path());
-    let registry = Registry::start();
-    registry.push(&layout, "busybox", &format!("{repo}:latest"), &[]);
-    let expected = describe_tree(&umoci_unpack(
-        &layout,
-        "busybox",
-        &work.path().join("bundle"),
-    ));
-    let index = read_json(&layout.join("index.json"));
-    let digest = index["manifests"][0]["digest"].as_str().unwrap();
-    let manifest = read_json(
-        &layout
-            .join("blobs/sha256")
-            .join(digest.strip_prefix("sha256:").unwrap()),
-    );
-    let desc = |d: &serde_json::Value| {
-        (
-            d["digest"].as_str().unwrap().to_owned(),
-            d["size"].as_u64().unwrap(),
-        )
-    };
-    let layers: Vec<_> = manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(desc)
-        .collect();
-    assert_eq!(layers.len(), 5);
-    Image {
-        work,
-        registry,
-        expected,
-        config: desc(&manifest["config"]),
-        layers,
-    }
-}
 
 fn fast(attempts: u32) -> RetryPolicy {
     RetryPolicy {

@@ -8,6 +8,8 @@
 //! upstream for the same and relays its whole answer, so no HTTP framing has to be parsed.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod image;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
