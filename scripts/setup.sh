@@ -41,6 +41,12 @@ if [ ! -x "$VENV/bin/sev-snp-measure" ] || ! "$VENV/bin/python" -c "import jwcry
   "$VENV/bin/pip" install -q "sev-snp-measure==0.0.13" "jwcrypto==1.5.6"
 fi
 
+# A published TDVF with a published MRTD: the golden vector of the MRTD test
+# (measured-boot/tests/data/tdx_mrtd_golden.json). Ubuntu 25.04's ovmf package, pinned by
+# the sha256 of the .deb and of the firmware. Optional: without it the test checks only the
+# record and says so.
+./scripts/fetch-golden-tdvf.sh || echo "setup: WARNING: golden TDVF not installed (the MRTD golden test will only check its record)"
+
 # A skopeo whose ocicrypt has key providers (interop test of `cocoon image keyprovider`).
 ./scripts/install-skopeo-keyprovider.sh
 
