@@ -469,7 +469,8 @@ async fn agent_guest_bench() {
     };
     let c = sb.agent().with_timeout(Some(Duration::from_secs(60)));
     // "Idle": measured by a short-lived container (counts the agent's buffers for it).
-    let idle = vm_rss_kib(&agent_status(&c, "probe1").await);
+    let idle_status = agent_status(&c, "probe1").await;
+    let idle = vm_rss_kib(&idle_status);
     c.create_container(common::create_req("pod", IMAGE, &["sleep", "100000"]))
         .await
         .unwrap();
@@ -492,6 +493,16 @@ async fn agent_guest_bench() {
     println!(
         "agent VmRSS: idle {idle} KiB, with one running container {busy} KiB, after 30 execs {after} KiB (goal <= 4096 KiB idle)"
     );
+    // Anonymous memory (heap, stacks, relocated data) versus pages of the binary and its
+    // libraries, which live in the initramfs (shmem) whether or not the agent maps them.
+    let split: Vec<&str> = idle_status
+        .lines()
+        .filter(|l| {
+            l.starts_with("RssAnon:") || l.starts_with("RssFile:") || l.starts_with("RssShmem:")
+        })
+        .map(|l| l.trim())
+        .collect();
+    println!("agent idle RSS split: {}", split.join(", "));
     println!(
         "exec round trip (ExecProcess+WaitProcess of true), {:?} accel: median {:.1} ms, min {:.1} ms, max {:.1} ms",
         sb.accel(),
