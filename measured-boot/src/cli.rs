@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 
 use crate::error::MeasureError;
-use crate::explain::{MeasurementInputs, diff, explain_observed};
+use crate::explain::tdx::Q35_ACPI_DATA_SIZE;
+use crate::explain::{
+    InputSet, ObservedTdx, Platform, TdxRegister, diff, diff_tdx, explain_observed,
+    explain_observed_tdx,
+};
 use crate::initdata::Initdata;
 use crate::refvalues::{ReferenceValues, keys, snp_reference_values, tdx_reference_values};
 use crate::snp::{SnpInputs, VcpuModel, read_file};
@@ -235,9 +239,6 @@ pub struct TdxArgs {
     pub reference_values: Option<RefValuesFormat>,
 }
 
-/// QEMU's ACPI data area on q35, which bounds where it places the initrd.
-const Q35_ACPI_DATA_SIZE: u32 = 0x28000;
-
 fn predict_direct_boot(args: &TdxArgs) -> Result<Option<DirectBootDigests>, MeasureError> {
     let Some(k) = &args.kernel else {
         return Ok(None);
@@ -333,49 +334,197 @@ pub fn run_tdx(args: &TdxArgs) -> Result<String, MeasureError> {
     Ok(serde_json::to_string_pretty(&report).unwrap_or_default())
 }
 
-/// `cocoon measure diff`: compare two input sets, or explain an observed digest.
+/// `cocoon measure diff`: compare two input sets, or explain observed measurements.
+///
+/// A and B are input files (JSON, or TOML when named `*.toml`): SNP
+/// (`MeasurementInputs`) or TDX (`TdxInputs`, chosen by `platform = "tdx"` or a
+/// TDX-only key). SNP observations: `--observed`. TDX observations: `--quote`, or
+/// `--mrtd` / `--rtmr1` / `--rtmr2` / `--mrconfigid`, and/or `--event-log`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DiffArgs {
-    /// JSON file with the expected inputs (fields of `MeasurementInputs`).
+    /// Input file with the expected inputs (SNP or TDX).
     pub a: PathBuf,
-    /// JSON file with the other inputs.
-    #[arg(required_unless_present = "observed")]
+    /// Input file with the other inputs (same platform as A).
+    #[arg(required_unless_present_any = [
+        "observed", "quote", "event_log", "mrtd", "rtmr1", "rtmr2", "mrconfigid"
+    ])]
     pub b: Option<PathBuf>,
-    /// An observed launch digest (hex or base64) to explain against A.
+    /// SNP: an observed launch digest (hex or base64) to explain against A.
     #[arg(long, conflicts_with = "b")]
     pub observed: Option<String>,
-    /// Largest vCPU count to try when explaining.
+    /// Largest vCPU count to try when explaining (SNP).
     #[arg(long, default_value_t = 16)]
     pub max_vcpus: u32,
+    /// TDX: a TD quote whose MRTD, RTMR1, RTMR2 and MRCONFIGID to explain against A.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["b", "mrtd", "rtmr1", "rtmr2", "mrconfigid"])]
+    pub quote: Option<PathBuf>,
+    /// TDX: an observed MRTD (48 bytes, hex or base64).
+    #[arg(long, value_name = "HEX", conflicts_with = "b")]
+    pub mrtd: Option<String>,
+    /// TDX: an observed RTMR1 (48 bytes, hex or base64).
+    #[arg(long, value_name = "HEX", conflicts_with = "b")]
+    pub rtmr1: Option<String>,
+    /// TDX: an observed RTMR2 (48 bytes, hex or base64).
+    #[arg(long, value_name = "HEX", conflicts_with = "b")]
+    pub rtmr2: Option<String>,
+    /// TDX: an observed MRCONFIGID (48 bytes, hex or base64).
+    #[arg(long, value_name = "HEX", conflicts_with = "b")]
+    pub mrconfigid: Option<String>,
+    /// TDX: the CCEL event log of the observed boot (raw, or gzip): checked against the
+    /// quote / the given RTMRs, replayed, and its kernel / command-line / initrd digests
+    /// compared with A's.
+    #[arg(long, value_name = "PATH", conflicts_with = "b")]
+    pub event_log: Option<PathBuf>,
 }
 
-fn read_inputs(p: &Path) -> Result<MeasurementInputs, MeasureError> {
-    serde_json::from_slice(&read_file("inputs", p)?).map_err(|e| {
+/// Largest event log accepted (after decompression); real CCEL areas are 64 KiB - 1 MiB.
+const MAX_EVENT_LOG: u64 = 64 * 1024 * 1024;
+
+fn decode_register(flag: &str, text: &str) -> Result<[u8; 48], MeasureError> {
+    let t = text.trim();
+    let h = t.strip_prefix("0x").unwrap_or(t);
+    let bytes = hex::decode(h)
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(t))
+        .map_err(|_| {
+            MeasureError::InvalidInput(format!("{flag}: {t:?} is neither hex nor base64"))
+        })?;
+    let n = bytes.len();
+    bytes.try_into().map_err(|_| {
         MeasureError::InvalidInput(format!(
-            "{}: not a measurement-inputs JSON: {e}",
-            p.display()
+            "{flag}: a TDX measurement register is 48 bytes (96 hex digits), got {n} bytes"
         ))
     })
 }
 
-/// Runs `cocoon measure diff`; returns a JSON report.
-pub fn run_diff(args: &DiffArgs) -> Result<String, MeasureError> {
-    let a = read_inputs(&args.a)?;
-    let value = if let Some(obs) = &args.observed {
-        let t = obs.trim();
-        let bytes = hex::decode(t)
-            .or_else(|_| base64::engine::general_purpose::STANDARD.decode(t))
-            .map_err(|_| MeasureError::InvalidInput(format!("{t:?} is neither hex nor base64")))?;
-        let arr: [u8; 48] = bytes.try_into().map_err(|_| {
-            MeasureError::InvalidInput("an SNP launch digest is 48 bytes".to_string())
-        })?;
-        serde_json::to_value(explain_observed(&a.snp, &arr, args.max_vcpus)?)
-    } else if let Some(b) = &args.b {
-        serde_json::to_value(diff(&a, &read_inputs(b)?)?)
+fn read_event_log(p: &Path) -> Result<EventLog, MeasureError> {
+    use std::io::Read as _;
+    let raw = read_file("event log", p)?;
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw.as_slice())
+            .take(MAX_EVENT_LOG + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| MeasureError::io("event log", p, e))?;
+        if out.len() as u64 > MAX_EVENT_LOG {
+            return Err(MeasureError::EventLog(format!(
+                "{}: more than {MAX_EVENT_LOG} bytes once decompressed",
+                p.display()
+            )));
+        }
+        out
     } else {
-        return Err(MeasureError::InvalidInput(
-            "give B or --observed".to_string(),
-        ));
+        raw
+    };
+    EventLog::parse(&bytes)
+}
+
+impl DiffArgs {
+    fn tdx_observation_flags(&self) -> Vec<&'static str> {
+        [
+            ("--quote", self.quote.is_some()),
+            ("--event-log", self.event_log.is_some()),
+            ("--mrtd", self.mrtd.is_some()),
+            ("--rtmr1", self.rtmr1.is_some()),
+            ("--rtmr2", self.rtmr2.is_some()),
+            ("--mrconfigid", self.mrconfigid.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(f, set)| set.then_some(f))
+        .collect()
+    }
+
+    fn tdx_observed(&self) -> Result<ObservedTdx, MeasureError> {
+        let mut o = match &self.quote {
+            Some(q) => ObservedTdx::from_quote(&read_file("quote", q)?)?,
+            None => ObservedTdx::default(),
+        };
+        for (flag, value, reg) in [
+            ("--mrtd", &self.mrtd, TdxRegister::Mrtd),
+            ("--rtmr1", &self.rtmr1, TdxRegister::Rtmr1),
+            ("--rtmr2", &self.rtmr2, TdxRegister::Rtmr2),
+            ("--mrconfigid", &self.mrconfigid, TdxRegister::Mrconfigid),
+        ] {
+            if let Some(v) = value {
+                o.set(reg, decode_register(flag, v)?);
+            }
+        }
+        Ok(o)
+    }
+}
+
+fn mixed(a: &Path, pa: Platform, b: &Path, pb: Platform) -> MeasureError {
+    MeasureError::InvalidInput(format!(
+        "A ({}) is a {} input set and B ({}) a {} one: A and B must describe the same \
+         platform",
+        a.display(),
+        pa.name().to_uppercase(),
+        b.display(),
+        pb.name().to_uppercase()
+    ))
+}
+
+/// Runs `cocoon measure diff`; returns a JSON report (for TDX with a `summary` of the
+/// findings in sentences). Bad input (unreadable file, wrong register length, SNP and
+/// TDX inputs or observations mixed) is an error.
+pub fn run_diff(args: &DiffArgs) -> Result<String, MeasureError> {
+    let a = InputSet::read(&args.a)?;
+    let tdx_flags = args.tdx_observation_flags();
+    let value = match a {
+        InputSet::Snp(a) => {
+            if !tdx_flags.is_empty() {
+                return Err(MeasureError::InvalidInput(format!(
+                    "{} is an SNP input set, but {} observe TDX registers (for SNP give \
+                     --observed with the launch digest)",
+                    args.a.display(),
+                    tdx_flags.join(", ")
+                )));
+            }
+            if let Some(obs) = &args.observed {
+                let t = obs.trim();
+                let bytes = hex::decode(t)
+                    .or_else(|_| base64::engine::general_purpose::STANDARD.decode(t))
+                    .map_err(|_| {
+                        MeasureError::InvalidInput(format!("{t:?} is neither hex nor base64"))
+                    })?;
+                let arr: [u8; 48] = bytes.try_into().map_err(|_| {
+                    MeasureError::InvalidInput("an SNP launch digest is 48 bytes".to_string())
+                })?;
+                serde_json::to_value(explain_observed(&a.snp, &arr, args.max_vcpus)?)
+            } else if let Some(b) = &args.b {
+                match InputSet::read(b)? {
+                    InputSet::Snp(b) => serde_json::to_value(diff(&a, &b)?),
+                    other => return Err(mixed(&args.a, Platform::Snp, b, other.platform())),
+                }
+            } else {
+                return Err(MeasureError::InvalidInput(
+                    "give B or --observed".to_string(),
+                ));
+            }
+        }
+        InputSet::Tdx(a) => {
+            if args.observed.is_some() {
+                return Err(MeasureError::InvalidInput(format!(
+                    "{} is a TDX input set, but --observed is an SNP launch digest (for TDX \
+                     give --quote, --event-log or --mrtd/--rtmr1/--rtmr2/--mrconfigid)",
+                    args.a.display()
+                )));
+            }
+            if !tdx_flags.is_empty() {
+                let observed = args.tdx_observed()?;
+                let log = args.event_log.as_deref().map(read_event_log).transpose()?;
+                serde_json::to_value(explain_observed_tdx(&a, &observed, log.as_ref())?)
+            } else if let Some(b) = &args.b {
+                match InputSet::read(b)? {
+                    InputSet::Tdx(b) => serde_json::to_value(diff_tdx(&a, &b)?),
+                    other => return Err(mixed(&args.a, Platform::Tdx, b, other.platform())),
+                }
+            } else {
+                return Err(MeasureError::InvalidInput(
+                    "give B, --quote, --event-log or --mrtd/--rtmr1/--rtmr2/--mrconfigid"
+                        .to_string(),
+                ));
+            }
+        }
     };
     Ok(serde_json::to_string_pretty(&value.unwrap_or_default()).unwrap_or_default())
 }

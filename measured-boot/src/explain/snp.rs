@@ -1,9 +1,10 @@
-//! Explaining measurement differences: which input accounts for the difference
-//! between two expected SNP digests, and which single-input change reproduces an
-//! observed digest that matches no expectation.
+//! SEV-SNP: which input accounts for the difference between two expected launch
+//! digests, and which single-input change reproduces an observed digest that matches
+//! no expectation.
 
 use sha2::{Digest, Sha256};
 
+use super::{cmdline_variants, show};
 use crate::error::MeasureError;
 use crate::initdata::Initdata;
 use crate::snp::hashes::SevHashes;
@@ -122,13 +123,6 @@ fn host_data(p: &Option<std::path::PathBuf>) -> Result<Option<String>, MeasureEr
             let d = Initdata::parse(&read_file("initdata", p)?)?;
             Ok(Some(hex::encode(d.snp_host_data())))
         }
-    }
-}
-
-fn show<T: std::fmt::Debug>(v: &Option<T>) -> String {
-    match v {
-        Some(v) => format!("{v:?}"),
-        None => "(none)".to_string(),
     }
 }
 
@@ -264,30 +258,6 @@ pub fn diff(a: &MeasurementInputs, b: &MeasurementInputs) -> Result<DiffReport, 
         host_data_b,
         differences,
     })
-}
-
-/// Command-line variants worth trying: trailing space, console arguments.
-fn cmdline_variants(base: Option<&str>) -> Vec<Option<String>> {
-    let b = base.unwrap_or("");
-    let mut v: Vec<Option<String>> = vec![
-        None,
-        Some(format!("{b} ")),
-        Some(b.trim_end().to_string()),
-        Some(b.trim().to_string()),
-        Some(format!("{b} console=ttyS0").trim_start().to_string()),
-        Some(format!("{b} console=hvc0").trim_start().to_string()),
-        Some(format!("console=ttyS0 {b}").trim_end().to_string()),
-        Some(format!("console=hvc0 {b}").trim_end().to_string()),
-    ];
-    let without_console: Vec<&str> = b
-        .split(' ')
-        .filter(|w| !w.starts_with("console=") && !w.starts_with("earlyprintk"))
-        .collect();
-    v.push(Some(without_console.join(" ")));
-    v.retain(|c| c.as_deref().unwrap_or("") != b);
-    v.sort();
-    v.dedup();
-    v
 }
 
 /// Tries single-input variants of `expected` (vCPU counts 1..=`max_vcpus`, the known
