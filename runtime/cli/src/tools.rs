@@ -11,7 +11,7 @@ pub enum MeasureCommand {
     Snp(crate::measure_class::SnpMeasureArgs),
     /// TDX MRTD, RTMR1/2 prediction, event-log replay, or reference values of --config.
     Tdx(crate::measure_class::TdxMeasureArgs),
-    /// Explain which input accounts for two different digests.
+    /// Explain which input accounts for two different SNP digests or TDX registers, or an observed one.
     Diff(measured_boot::cli::DiffArgs),
     /// Reference values for a runtime class, from the exact inputs the runtime boots.
     Class(crate::measure_class::ClassMeasureArgs),
