@@ -3,12 +3,14 @@
 //! [`run`] does the PID 1 duties (when it is PID 1), reads its configuration, and serves
 //! ttRPC until the host destroys the sandbox; then it powers the VM off. Any fatal error also
 //! powers off (after logging it on the console) instead of letting the kernel panic-loop.
+//! In the guest, initdata ([`initdata`]) is read from its disk before anything is served.
 //! Containers are run by [`runtime::LinuxHost`] (namespaces, cgroup v2, the container-init
 //! helper), rootfs trees come from [`images::BakedImages`].
 
 pub mod config;
 pub mod images;
 pub mod init;
+pub mod initdata;
 pub mod network;
 pub mod pulled_images;
 pub mod reaper;
@@ -36,8 +38,17 @@ pub const SANDBOXED_ENV: &str = "COCOON_AGENT_SANDBOXED";
 /// How long the server may take to flush replies after DestroySandbox before power-off.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
 
-/// Runs the agent. Returns only outside a VM (not PID 1).
-pub fn run(cfg: config::AgentConfig) -> anyhow::Result<()> {
+/// Runs the agent. Returns only outside a VM (not PID 1). In the guest, initdata is
+/// loaded first; a malformed initdata device is an error (the agent does not serve).
+pub fn run(mut cfg: config::AgentConfig) -> anyhow::Result<()> {
+    if cfg.init_duties
+        && let Some(loaded) = initdata::load(
+            std::path::Path::new("/dev"),
+            std::path::Path::new(initdata::INITDATA_DIR),
+        )?
+    {
+        loaded.apply(&mut cfg.guest_pull);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)

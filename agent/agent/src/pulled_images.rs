@@ -11,7 +11,9 @@
 //!   bind-mounted on its rootfs path; blobs (ciphertext as served, digest-checked) are cached
 //!   per sandbox in [`BLOB_CACHE_DIR`] and shared by its containers.
 //! - Encrypted layers get their key-encryption key from the KBS named by
-//!   `agent.aa_kbc_params=cc_kbc::<url>`; the attester follows `agent.tee_class=` (`coco-dev`
+//!   `agent.aa_kbc_params=cc_kbc::<url>`, or by initdata's `cdh.toml` / `aa.toml`, which
+//!   wins ([`crate::initdata`]); with initdata, its TOML is sent in the attestation's
+//!   `init-data`. The attester follows `agent.tee_class=` (`coco-dev`
 //!   may use sample evidence; `tdx`/`snp` require their device, with no fallback). When the
 //!   data hub cannot be set up (e.g. no TEE device), encrypted pulls fail with that reason.
 //! - Registries in `agent.insecure_registries=host:port,...` are reached over plain HTTP.
@@ -67,6 +69,11 @@ pub struct GuestPullConfig {
     pub image_registry_auth: Option<KbsUri>,
     /// `agent.image_max_unpacked_bytes=N[K|M|G|T]`; `None`: [`default_max_unpacked_bytes`].
     pub max_unpacked_bytes: Option<u64>,
+    /// The initdata TOML sent as the attestation's `init-data` (from the initdata device,
+    /// never from the command line).
+    pub init_data: Option<String>,
+    /// Extra trusted root (PEM) for an `https://` KBS (initdata's `kbs_cert`).
+    pub kbs_root_cert: Option<String>,
 }
 
 impl GuestPullConfig {
@@ -210,8 +217,12 @@ impl PulledImages {
             (Some(url), true) => {
                 let class = config.tee_class;
                 let hub = match class {
-                    Some(class) => ConfidentialDataHub::new(&CdhConfig::new(url.clone(), class))
-                        .map_err(|e| e.to_string()),
+                    Some(class) => ConfidentialDataHub::new(&CdhConfig {
+                        init_data: config.init_data.clone(),
+                        kbs_root_cert: config.kbs_root_cert.clone(),
+                        ..CdhConfig::new(url.clone(), class)
+                    })
+                    .map_err(|e| e.to_string()),
                     None => Err("agent.tee_class is not set (coco-dev, tdx or snp)".to_owned()),
                 };
                 match hub {
@@ -263,7 +274,7 @@ impl PulledImages {
     async fn resource(&self, key: &str, uri: &KbsUri) -> Result<Zeroizing<Vec<u8>>, ImageError> {
         let hub = self.resolver.as_ref().ok_or_else(|| {
             ImageError::Failed(format!(
-                "agent.{key}={uri} is set but no KBS is configured (agent.aa_kbc_params=cc_kbc::<url>)"
+                "agent.{key}={uri} is set but no KBS is configured (agent.aa_kbc_params=cc_kbc::<url>, or initdata's cdh.toml)"
             ))
         })?;
         hub.get_resource(uri).await.map_err(|reason| {
@@ -586,7 +597,7 @@ mod tests {
             insecure_registries: vec!["127.0.0.1:5000".into()],
             image_policy: policy.map(|p| p.parse().unwrap()),
             image_registry_auth: auth.map(|p| p.parse().unwrap()),
-            max_unpacked_bytes: None,
+            ..GuestPullConfig::default()
         }
     }
 

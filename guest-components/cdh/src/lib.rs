@@ -7,7 +7,13 @@
 //!   without hardware signature; a KBS releases secrets to it only under a coco-dev policy);
 //! - `tdx`, `snp`: the matching TEE device must be present; a missing or different device is
 //!   an error ([`CdhError::NoTeeDevice`], [`CdhError::TeeMismatch`]), never a fallback.
+//!
+//! With initdata ([`initdata`]), the KBS comes from its `cdh.toml` / `aa.toml` and the
+//! initdata TOML is sent in the attestation's `init-data` ([`CdhConfig::init_data`]), so
+//! the KBS can check it against the TEE's binding (HOST_DATA / MRCONFIGID) and report it.
 #![forbid(unsafe_code)]
+
+pub mod initdata;
 
 use std::fmt;
 use std::str::FromStr;
@@ -110,6 +116,14 @@ pub enum CdhError {
     /// The KBS client failed (handshake, policy refusal, transport, JWE).
     #[error("KBS: {0}")]
     Kbs(#[from] KbsClientError),
+    /// A config file from initdata (`cdh.toml`, `aa.toml`) is unusable.
+    #[error("initdata {file}: {reason}")]
+    InvalidInitdataConfig {
+        /// The `[data]` key of the file.
+        file: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Returns the KBS URL of CoCo's `aa_kbc_params` value `cc_kbc::<url>`.
@@ -124,13 +138,18 @@ pub fn kbs_url_from_aa_kbc_params(value: &str) -> Result<String, CdhError> {
     if kbc != CC_KBC {
         return Err(bad("only the cc_kbc (KBS protocol) KBC is supported"));
     }
+    checked_kbs_url(url).map_err(bad)
+}
+
+/// `url` without trailing slashes when it is an `http://` or `https://` URL with a host.
+fn checked_kbs_url(url: &str) -> Result<String, &'static str> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| bad("the KBS URL must start with http:// or https://"))?;
+        .ok_or("the KBS URL must start with http:// or https://")?;
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() || host.contains(['@', ' ', '?', '#']) {
-        return Err(bad("the KBS URL has no usable host"));
+        return Err("the KBS URL has no usable host");
     }
     Ok(url.trim_end_matches('/').to_owned())
 }
@@ -155,15 +174,22 @@ pub struct CdhConfig {
     pub tee_class: TeeClass,
     /// Where TEE devices are looked for ([`DetectPaths::default`]: the real system).
     pub detect_paths: DetectPaths,
+    /// The initdata TOML plaintext, sent as the attestation's `init-data` (`None`: no
+    /// initdata, `init-data` is null).
+    pub init_data: Option<String>,
+    /// An extra trusted root (PEM) for an `https://` KBS (initdata's `kbs_cert`).
+    pub kbs_root_cert: Option<String>,
 }
 
 impl CdhConfig {
-    /// A configuration detecting TEE devices at their real paths.
+    /// A configuration detecting TEE devices at their real paths, without initdata.
     pub fn new(kbs_url: impl Into<String>, tee_class: TeeClass) -> Self {
         Self {
             kbs_url: kbs_url.into(),
             tee_class,
             detect_paths: DetectPaths::default(),
+            init_data: None,
+            kbs_root_cert: None,
         }
     }
 }
@@ -202,11 +228,23 @@ impl ConfidentialDataHub {
                 "no TEE device: attesting with sample evidence (coco-dev only)"
             );
         }
-        let client = KbsClientBuilder::new(&config.kbs_url)
+        let mut builder = KbsClientBuilder::new(&config.kbs_url)
             .tee(tee)
-            .sample_fallback(fallback)
-            .build()?;
-        tracing::info!(kbs = %config.kbs_url, ?tee, class = %config.tee_class, "confidential data hub ready");
+            .sample_fallback(fallback);
+        if let Some(toml) = &config.init_data {
+            builder = builder.init_data(toml.clone());
+        }
+        if let Some(pem) = &config.kbs_root_cert {
+            builder = builder.root_cert(pem.clone());
+        }
+        let client = builder.build()?;
+        tracing::info!(
+            kbs = %config.kbs_url,
+            ?tee,
+            class = %config.tee_class,
+            init_data = config.init_data.is_some(),
+            "confidential data hub ready"
+        );
         Ok(Self {
             resolver: KbsKeyResolver::new(client),
             tee,

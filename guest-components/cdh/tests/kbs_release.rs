@@ -154,3 +154,50 @@ fn tee_classes_without_their_device_are_an_error_not_a_fallback() {
         "{err}"
     );
 }
+
+/// A resource policy releasing only to a token whose init-data digest is `hex` and whose
+/// init-data claims carry a `cdh.toml`.
+fn init_data_policy(hex: &str) -> String {
+    format!(
+        "package policy\n\ndefault allow := false\n\nallow if {{\n\tev := input.submods.cpu0[\"ear.veraison.annotated-evidence\"]\n\tev.init_data == \"{hex}\"\n\tev.init_data_claims[\"cdh.toml\"]\n}}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_initdata_plaintext_reaches_the_kbs_and_its_token_carries_the_digest() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "version = \"0.1.0\"\nalgorithm = \"sha384\"\n\n[data]\n\"cdh.toml\" = '''\n[kbc]\nname = \"cc_kbc\"\nurl = \"http://127.0.0.1:1\"\n'''\n";
+    let digest = hex::encode(sha2::Sha384::digest(toml.as_bytes()));
+    let resources = dir.path().join("resources");
+    std::fs::create_dir_all(resources.join("default/key")).unwrap();
+    std::fs::write(resources.join("default/key/image-kek"), [7u8; 32]).unwrap();
+    let policy = dir.path().join("policy.rego");
+    std::fs::write(&policy, init_data_policy(&digest)).unwrap();
+    let mut config = KbsConfig::for_loopback(resources);
+    config.allow_sample = true;
+    config.resource_policy_file = Some(policy);
+    let server = KbsServer::start(config).await.unwrap();
+
+    let with = |init_data: Option<&str>| {
+        let mut config = CdhConfig::new(server.url(), TeeClass::CocoDev);
+        config.detect_paths = no_tee(dir.path());
+        config.init_data = init_data.map(str::to_owned);
+        ConfidentialDataHub::new(&config).unwrap()
+    };
+    // The exact bytes: released.
+    let key = with(Some(toml)).get_resource(KID).await.unwrap();
+    assert_eq!(&key[..], &[7u8; 32]);
+    // One byte more (another digest), or no initdata at all: refused by the same policy.
+    for other in [Some(format!("{toml}\n")), None] {
+        let err = with(other.as_deref()).get_resource(KID).await.unwrap_err();
+        assert!(err.to_string().contains("PolicyDeny"), "{other:?}: {err}");
+    }
+    // Malformed initdata is refused at attestation, before any policy.
+    let err = with(Some("version = \"0.1.0\"\nalgorithm = \"md5\"\n"))
+        .get_resource(KID)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("init-data algorithm"), "{err}");
+    server.stop().await;
+}

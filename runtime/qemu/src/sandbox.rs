@@ -89,11 +89,18 @@ pub struct BootOptions {
     /// Restricted guest networking to host loopback; overrides the class's `[network]`
     /// section (`None`: the section decides).
     pub network: Option<UserNetwork>,
-    /// Initdata disk image to attach.
+    /// An existing initdata disk image to attach (ignored when `initdata_image` is set).
     pub initdata_disk: Option<PathBuf>,
+    /// Initdata disk image bytes (`measured_boot::initdata::Initdata::to_image`): written to
+    /// [`INITDATA_IMAGE_FILE`] in the sandbox's state directory before QEMU starts, and so
+    /// removed with it, and attached read-only.
+    pub initdata_image: Option<Vec<u8>>,
     /// HOST_DATA / MRCONFIGID digests (from initdata) for TEE classes.
     pub initdata_digest: Option<Vec<u8>>,
 }
+
+/// File name of the initdata disk image in a sandbox's state directory.
+pub const INITDATA_IMAGE_FILE: &str = "initdata.img";
 
 /// Where the time went while booting.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -411,6 +418,9 @@ impl Sandbox {
             )
         };
 
+        if let Some(image) = &opts.initdata_image {
+            write_initdata_image(&dir.join(INITDATA_IMAGE_FILE), image)?;
+        }
         let spec = vm_spec(cfg, opts, &dir, accel, agent_dev);
         let argv = build_argv(&spec)?;
         let qemu_log = dir.join("qemu.log");
@@ -637,8 +647,27 @@ pub fn vm_spec(
             .network
             .clone()
             .or_else(|| cfg.network.as_ref().map(UserNetwork::from_config)),
-        initdata_disk: opts.initdata_disk.clone(),
+        initdata_disk: match &opts.initdata_image {
+            Some(_) => Some(dir.join(INITDATA_IMAGE_FILE)),
+            None => opts.initdata_disk.clone(),
+        },
     }
+}
+
+/// Writes the initdata image into the (fresh) state directory: a new file, owner-only.
+fn write_initdata_image(path: &Path, image: &[u8]) -> Result<(), SandboxError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(image))
+        .map_err(|source| SandboxError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// The TEE launch parameters of `cfg`. HOST_DATA / MRCONFIGID are the initdata digest
@@ -743,41 +772,4 @@ async fn wait_agent(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_ids_get_short_distinct_state_dirs() {
-        assert_eq!(state_dir_name("pod-1"), "pod-1");
-        let a = "4c3cd8f715b6a2d6c3d5e6d6bbc975112a96e4d150263ab8ab914b7fcef4f3ef";
-        let b = "4c3cd8f715b6a2d6c3d5e6d6bbc975112a96e4d150263ab8ab914b7fcef4f3e0";
-        assert_eq!(state_dir_name(a).len(), 24);
-        assert!(state_dir_name(a).starts_with("4c3cd8f715b6-"));
-        assert_ne!(state_dir_name(a), state_dir_name(b));
-        assert_eq!(state_dir_name(a), state_dir_name(a));
-    }
-
-    #[test]
-    fn ids_are_restricted() {
-        assert!(valid_id("pod-1_a.b"));
-        for bad in ["", "..", "a/b", "x y", &"a".repeat(65)] {
-            assert!(!valid_id(bad), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn console_marker_parses() {
-        let c = "[    0.1] foo\ncocoon-agent: started uptime_ms=2431 pid=1\n";
-        assert_eq!(agent_start_uptime(c), Some(Duration::from_millis(2431)));
-        assert_eq!(agent_start_uptime("nothing"), None);
-    }
-
-    #[test]
-    fn cid_is_in_range_and_stable() {
-        for id in ["a", "pod", "0123456789abcdef"] {
-            let c = guest_cid_for(id);
-            assert!((3..0x8000_0000).contains(&c));
-            assert_eq!(c, guest_cid_for(id));
-        }
-    }
-}
+mod tests;

@@ -9,11 +9,13 @@
 //! - [`events`]: task events to containerd.
 //! - [`cleanup`]: the bundle record and crash cleanup.
 //! - [`qemu_vmm`]: the QEMU [`runtime_core::Vmm`].
+//! - [`initdata`]: the `cc_init_data` annotation → initdata disk image and TEE binding.
 
 pub mod cleanup;
 pub mod entry;
 pub mod events;
 pub mod flags;
+pub mod initdata;
 pub mod qemu_vmm;
 pub mod service;
 pub mod shim;

@@ -1,8 +1,9 @@
-//! The production [`Vmm`]: a QEMU sandbox from `runtime-qemu`.
+//! The production [`Vmm`]: a QEMU sandbox from `runtime-qemu`, with the pod's initdata
+//! ([`crate::initdata`]) as its initdata disk and TEE binding.
 
 use runtime_core::ports::VmProcesses;
 use runtime_core::{Vm, VmRequest, Vmm, VmmError};
-use runtime_qemu::{BootOptions, Sandbox};
+use runtime_qemu::Sandbox;
 
 /// Boots sandboxes with QEMU.
 #[derive(Debug, Default, Clone, Copy)]
@@ -44,15 +45,14 @@ impl Vm for QemuVm {
 #[async_trait::async_trait]
 impl Vmm for QemuVmm {
     async fn boot(&self, req: VmRequest) -> Result<Box<dyn Vm>, VmmError> {
-        if req.overrides.cc_init_data.is_some() {
-            return Err(VmmError(
-                "initdata (cc_init_data) is not supported by this shim yet".into(),
-            ));
-        }
-        let opts = BootOptions {
-            id: req.sandbox_id.clone(),
-            ..Default::default()
-        };
+        // Decoded and validated before anything exists on the host: a bad annotation
+        // leaves no QEMU, no state directory and no file behind.
+        let opts = crate::initdata::boot_options(
+            &req.sandbox_id,
+            &req.config,
+            req.overrides.cc_init_data.as_deref(),
+        )
+        .map_err(|e| VmmError(e.to_string()))?;
         let kvm = tokio::task::spawn_blocking(runtime_qemu::host::kvm_usable)
             .await
             .unwrap_or(false);

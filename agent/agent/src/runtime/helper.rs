@@ -23,6 +23,8 @@ fn errno(what: &str, e: impl std::fmt::Display) -> String {
 
 /// Runs the helper; never returns.
 pub fn main() -> ! {
+    // The spawner exec'd us with every signal blocked (see `spawn`).
+    super::spawn::unblock_all_signals();
     // SAFETY: fd 3 was placed by the spawner and is owned by nobody else in this process.
     let mut control = unsafe { UnixStream::from(OwnedFd::from_raw_fd(3)) };
     // SAFETY: close_range on descriptors this fresh process does not use; FD_CLOEXEC on our

@@ -1,4 +1,4 @@
-//! The real [`ContainerHost`]: namespaces via `clone3`, a container-init helper (the agent
+//! The real [`ContainerHost`]: namespaces via a vfork-style `clone`, a container-init helper (the agent
 //! binary re-executed), cgroup v2, pipes and ptys. Exits are collected by the one
 //! [`Reaper`]; nothing here calls `wait`.
 
