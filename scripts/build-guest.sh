@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Builds the workspace (profile dev: tests, host tools) and the guest image into build/guest.
-# The guest's agent is built a second time with the `guest` profile (size-optimised, see
-# Cargo.toml): it is the binary every pod's guest runs, its RSS and its bytes in the
-# initramfs are guest memory (27 MB and 17 MiB RSS as a dev build, 10 MB and ~7 MiB RSS
-# with `guest`). The guest builder adds its ELF loader and glibc libraries to the initrd.
+# The guest's agent is built a second time with the `guest` profile (size-optimised, fat
+# LTO, see Cargo.toml), statically linked and non-PIE: it is the binary every pod's guest
+# runs, its RSS and its bytes in the initramfs are guest memory. Measured in the TCG guest
+# (smaps_rollup Rss, idle): dynamic `guest` build 11.9 MB file, 8.2 MiB RSS, exec round trip
+# 48 ms; static non-PIE + LTO 9.4 MB file, 6.3 MiB RSS, 16 ms (no loader or shared libraries
+# to map and relocate, and TCG reuses its translations at the same fixed addresses).
+# Static glibc still resolves names from /etc/hosts (nss "files" is built in).
 # GUEST_OUT (default build/guest) chooses the output directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,9 +17,13 @@ GUEST_OUT="${GUEST_OUT:-build/guest}"
 cargo build --workspace --bins --tests
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 mkdir -p build
-# The shipped agent: profile `guest` (stripped, size-optimised, hot crates at opt-level 3).
-cargo build --profile guest -p cocoon-agent --bin cocoon-agent
-mkdir -p "$(dirname "$GUEST_OUT")"; cp "$TARGET_DIR/guest/cocoon-agent" "$GUEST_OUT.cocoon-agent"
+# The shipped agent: profile `guest` (stripped, size-optimised, hot crates at opt-level 3),
+# static and non-PIE. The explicit --target keeps these RUSTFLAGS away from build scripts and
+# proc macros (they run on the host and must stay dynamic).
+RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+  cargo build --profile guest --target x86_64-unknown-linux-gnu -p cocoon-agent --bin cocoon-agent
+mkdir -p "$(dirname "$GUEST_OUT")"
+cp "$TARGET_DIR/x86_64-unknown-linux-gnu/guest/cocoon-agent" "$GUEST_OUT.cocoon-agent"
 # A busybox rootfs baked into the (measured) initrd, for containers before image pull exists.
 ROOTFS=build/rootfs-busybox
 if [ ! -x "$ROOTFS/bin/busybox" ] || ! cmp -s /bin/busybox "$ROOTFS/bin/busybox"; then

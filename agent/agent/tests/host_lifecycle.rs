@@ -170,6 +170,46 @@ async fn busybox_containers_on_the_host() {
     assert!(!cgroup.exists(), "cgroup root left behind");
 }
 
+/// Descriptors of `pid` that refer to an IPC namespace.
+fn ipc_namespace_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("ipc:["))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_namespaces_outlive_the_sandbox_init_on_the_host() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    common::busybox_tree(&store.join("busybox"));
+    let cgroup = cgroup_root("podns");
+    let mut agent = Agent::start(dir.path(), &store, &cgroup);
+    let c = agent.client().await;
+    let agent_pid = agent.agent_pid();
+    let outside = std::fs::read_link(format!("/proc/{agent_pid}/ns/ipc")).unwrap();
+    common::pod_namespaces_outlive_the_sandbox_init(
+        &c,
+        "docker.io/library/busybox:latest",
+        &outside.to_string_lossy(),
+    )
+    .await;
+    // The handles the agent kept on the first pod's namespaces were closed with it; the
+    // last pod's sandbox ("next", removed) kept none either.
+    assert_eq!(ipc_namespace_fds(agent_pid), 0);
+    c.destroy_sandbox(DestroySandboxRequest::default())
+        .await
+        .ok();
+    let _ = std::fs::remove_dir(&cgroup);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seccomp_profiles_and_named_users_on_the_host() {
     if !is_root() {

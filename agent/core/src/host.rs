@@ -51,8 +51,11 @@ pub struct ContainerPlan {
     pub spec: oci_spec::runtime::Spec,
     /// The prepared root filesystem (inside the guest).
     pub rootfs: PathBuf,
-    /// Init pid of the pod's first (sandbox) container, whose IPC and UTS namespaces later
-    /// containers join; `None` for the first container.
+    /// Id of the pod's first (sandbox) container, whose IPC and UTS namespaces this one
+    /// joins (they outlive its init: the host keeps them open until the sandbox container is
+    /// removed); `None` when this container is the sandbox and gets namespaces of its own.
+    pub sandbox_container: Option<String>,
+    /// Init pid of the sandbox container while it runs (its pid namespace dies with it).
     pub sandbox_init_pid: Option<i32>,
     /// Join the pid namespace of `sandbox_init_pid` instead of getting one's own (the pod
     /// shares one pid namespace: `sandbox_pidns`). Only set together with `sandbox_init_pid`.

@@ -1,10 +1,10 @@
 //! The run-time files of a dynamically linked `/init`: its ELF interpreter and the shared
 //! libraries named by `DT_NEEDED`, found transitively in the host's library directories.
 //!
-//! The agent is built in the same (dev) profile as the rest of the workspace so that CI builds
-//! its dependencies once; a static `+crt-static` build needs a second `--target` build of the
-//! whole dependency tree. A dynamic agent instead brings glibc's loader and libraries into the
-//! initrd, which is measured with them. A static binary needs nothing and gets nothing.
+//! The shipped agent is static (scripts/build-guest.sh builds it `+crt-static`, non-PIE) and
+//! needs nothing, so it gets nothing. A dynamic `/init` (e.g. a dev build given to
+//! `cocoon guest build --agent`) brings glibc's loader and libraries into the initrd, which
+//! is measured with them.
 
 use crate::error::GuestBuildError;
 use crate::initramfs::ExtraFile;

@@ -7,6 +7,7 @@ pub mod cgroup;
 pub mod fdio;
 pub mod helper;
 pub mod plan;
+pub mod podns;
 pub mod seccomp;
 pub mod spawn;
 mod tty;
@@ -26,6 +27,7 @@ use nix::unistd::pipe2;
 use self::cgroup::CgroupRoot;
 use self::fdio::FdStream;
 use self::plan::{HelperPlan, Setup};
+use self::podns::PodNamespaces;
 use self::spawn::{ChildFds, spawn_helper};
 use crate::reaper::Reaper;
 
@@ -38,6 +40,8 @@ struct HostContainer {
     seccomp: seccomp::Filters,
     /// Control socket of a created, not yet started init.
     control: Option<UnixStream>,
+    /// The pod's IPC and UTS namespaces, kept by the pod's sandbox container.
+    pod_namespaces: Option<PodNamespaces>,
 }
 
 /// Containers on this Linux system.
@@ -75,6 +79,16 @@ impl LinuxHost {
 
     fn state(&self) -> std::sync::MutexGuard<'_, HashMap<String, HostContainer>> {
         self.containers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// New handles on the namespaces kept by the pod's sandbox container `sandbox`.
+    fn pod_namespaces(&self, sandbox: &str) -> Result<PodNamespaces, HostError> {
+        match self.state().get(sandbox).map(|c| c.pod_namespaces.as_ref()) {
+            Some(Some(ns)) => ns.try_clone(),
+            _ => Err(HostError::FailedPrecondition(format!(
+                "the pod's namespaces are gone with its sandbox container {sandbox:?}"
+            ))),
+        }
     }
 
     fn init_pid(&self, cid: &str) -> Result<i32, HostError> {
@@ -253,11 +267,16 @@ impl ContainerHost for LinuxHost {
             .as_ref()
             .ok_or_else(|| HostError::InvalidArgument("spec has no process".into()))?;
         let ns = plan::namespaces(spec);
+        // Held until the helper has joined them, even if the sandbox is removed meanwhile.
+        let joined = match &plan.sandbox_container {
+            Some(sandbox) => Some(self.pod_namespaces(sandbox)?),
+            None => None,
+        };
         let setup = plan::container_setup(
             spec,
             &plan.rootfs.display().to_string(),
             ns,
-            plan.sandbox_init_pid,
+            joined.as_ref().map(PodNamespaces::paths).as_ref(),
         )
         .map_err(HostError::InvalidArgument)?;
         let filters = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
@@ -276,7 +295,7 @@ impl ContainerHost for LinuxHost {
         if ns.pid && join_pid_ns_of.is_none() {
             flags |= libc::CLONE_NEWPID as u64;
         }
-        if plan.sandbox_init_pid.is_none() {
+        if plan.sandbox_container.is_none() {
             if ns.ipc {
                 flags |= libc::CLONE_NEWIPC as u64;
             }
@@ -287,9 +306,18 @@ impl ContainerHost for LinuxHost {
         let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
         self.cgroups.create(cid, resources)?;
         let spawned = self.spawn(cid, flags, join_pid_ns_of, &helper_plan).await;
-        let s = match spawned {
-            Ok(s) => s,
+        drop(joined);
+        let pinned = match spawned {
+            Ok(s) if plan.sandbox_container.is_none() => {
+                PodNamespaces::of_process(s.pid).map(|p| (s, Some(p)))
+            }
+            Ok(s) => Ok((s, None)),
+            Err(e) => Err(e),
+        };
+        let (s, pod_namespaces) = match pinned {
+            Ok(ok) => ok,
             Err(e) => {
+                self.cgroups.kill_remaining(cid).await;
                 let _ = self.cgroups.remove(cid).await;
                 return Err(e);
             }
@@ -300,6 +328,7 @@ impl ContainerHost for LinuxHost {
                 init_pid: s.pid,
                 seccomp: filters,
                 control: Some(s.control),
+                pod_namespaces,
             },
         );
         Ok(SpawnedProcess {

@@ -361,18 +361,30 @@ pub fn process_plan(p: &oci_spec::runtime::Process) -> Result<ProcessPlan, Strin
     })
 }
 
+/// Paths from which a container's helper opens the pod's IPC and UTS namespaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodNamespacePaths {
+    /// The IPC namespace.
+    pub ipc: String,
+    /// The UTS namespace.
+    pub uts: String,
+}
+
 /// The setup part for a new container.
+///
+/// `pod` is `None` for the pod's sandbox container (new IPC and UTS namespaces, and the
+/// spec's hostname), else where the helper opens the pod's namespaces to join them.
 pub fn container_setup(
     spec: &Spec,
     rootfs: &str,
     ns: NamespaceChoice,
-    sandbox_init_pid: Option<i32>,
+    pod: Option<&PodNamespacePaths>,
 ) -> Result<ContainerSetup, String> {
     let mut join = Vec::new();
-    if let Some(pid) = sandbox_init_pid {
-        for (kind, wanted) in [("ipc", ns.ipc), ("uts", ns.uts)] {
+    if let Some(pod) = pod {
+        for (kind, wanted, path) in [("ipc", ns.ipc, &pod.ipc), ("uts", ns.uts, &pod.uts)] {
             if wanted {
-                join.push((kind.to_string(), format!("/proc/{pid}/ns/{kind}")));
+                join.push((kind.to_string(), path.clone()));
             }
         }
     }
@@ -426,7 +438,7 @@ pub fn container_setup(
     let hostname = spec
         .hostname()
         .clone()
-        .filter(|h| !h.is_empty() && ns.uts && sandbox_init_pid.is_none());
+        .filter(|h| !h.is_empty() && ns.uts && pod.is_none());
     Ok(ContainerSetup {
         rootfs: rootfs.to_string(),
         join,
@@ -557,11 +569,13 @@ mod tests {
         assert_eq!(s.mounts[0].fstype, "proc");
         assert_eq!(s.masked_paths, ["/proc/kcore"]);
         // A later container joins the sandbox's UTS namespace and keeps its hostname.
-        let s2 = container_setup(&spec, "/r", ns, Some(42)).unwrap();
-        assert_eq!(
-            s2.join,
-            [("uts".to_string(), "/proc/42/ns/uts".to_string())]
-        );
+        let pod = PodNamespacePaths {
+            ipc: "/proc/1/fd/7".into(),
+            uts: "/proc/1/fd/8".into(),
+        };
+        let s2 = container_setup(&spec, "/r", ns, Some(&pod)).unwrap();
+        // Only the namespaces the spec asks for (UTS here, not IPC) are joined.
+        assert_eq!(s2.join, [("uts".to_string(), "/proc/1/fd/8".to_string())]);
         assert_eq!(s2.hostname, None);
     }
 }

@@ -775,5 +775,8 @@ pub async fn signal_all_kills_execs(c: &AgentClient, image: &str, own_pid_ns: bo
 }
 
 mod leftovers;
+mod pod_namespaces;
 #[allow(unused_imports)]
 pub use leftovers::*;
+#[allow(unused_imports)]
+pub use pod_namespaces::*;

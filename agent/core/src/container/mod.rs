@@ -197,6 +197,7 @@ impl ContainerService {
                 container_id: cid.clone(),
                 spec,
                 rootfs: plan.path.clone(),
+                sandbox_container: self.sandbox_container_id(),
                 sandbox_init_pid,
                 join_sandbox_pid_ns: join_sandbox_pid_ns && sandbox_init_pid.is_some(),
             })
@@ -230,18 +231,18 @@ impl ContainerService {
     }
 
     fn has_sandbox_container(&self) -> bool {
+        self.sandbox_container_id().is_some()
+    }
+
+    fn sandbox_container_id(&self) -> Option<String> {
         self.sandbox_container
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+            .clone()
     }
 
     fn sandbox_init_pid(&self) -> Option<i32> {
-        let sb = self
-            .sandbox_container
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()?;
+        let sb = self.sandbox_container_id()?;
         let c = self.map().get(&sb).cloned()?;
         c.init.exit_code().is_none().then_some(c.init.pid)
     }

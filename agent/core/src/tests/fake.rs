@@ -91,8 +91,9 @@ impl FakeHost {
 impl ContainerHost for FakeHost {
     async fn create_container(&self, plan: ContainerPlan) -> Result<SpawnedProcess, HostError> {
         self.record(format!(
-            "create {} sandbox_pid={:?}{}",
+            "create {} sandbox={:?} sandbox_pid={:?}{}",
             plan.container_id,
+            plan.sandbox_container.as_deref().unwrap_or("-"),
             plan.sandbox_init_pid,
             if plan.join_sandbox_pid_ns {
                 " join_pidns"

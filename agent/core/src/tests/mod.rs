@@ -267,8 +267,8 @@ async fn container_lifecycle_through_the_dispatcher() {
     assert!(r.services.containers.container_ids().is_empty());
     let calls = r.host.calls();
     let expect_prefix = [
-        "create pause sandbox_pid=None",
-        "create c2 sandbox_pid=Some(101)",
+        "create pause sandbox=\"-\" sandbox_pid=None",
+        "create c2 sandbox=\"pause\" sandbox_pid=Some(101)",
         "start c2",
     ];
     assert_eq!(&calls[..3], &expect_prefix);
@@ -818,10 +818,38 @@ async fn sandbox_pidns_makes_later_containers_join_the_sandbox_pid_namespace() {
     assert_eq!(
         r.host.calls(),
         [
-            "create pause sandbox_pid=None",
-            "create own sandbox_pid=Some(101)",
-            "create one sandbox_pid=Some(101) join_pidns",
+            "create pause sandbox=\"-\" sandbox_pid=None",
+            "create own sandbox=\"pause\" sandbox_pid=Some(101)",
+            "create one sandbox=\"pause\" sandbox_pid=Some(101) join_pidns",
         ]
+    );
+    // The sandbox container's init exits: later containers still join the pod's IPC and
+    // UTS namespaces (the host keeps them), only its pid namespace is gone.
+    call(
+        &d,
+        AgentRequest::SignalProcess(SignalProcessRequest {
+            container_id: "pause".into(),
+            exec_id: String::new(),
+            signal: 9,
+        }),
+    )
+    .await
+    .unwrap();
+    call(
+        &d,
+        AgentRequest::WaitProcess(WaitProcessRequest {
+            container_id: "pause".into(),
+            exec_id: String::new(),
+        }),
+    )
+    .await
+    .unwrap();
+    create(&d, create_req("after", "cocoon-baked:busybox"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.host.calls().last().map(String::as_str),
+        Some("create after sandbox=\"pause\" sandbox_pid=None"),
     );
 
     // With sandbox_pidns: the first container gets the namespace, the others join it.
@@ -845,8 +873,8 @@ async fn sandbox_pidns_makes_later_containers_join_the_sandbox_pid_namespace() {
     assert_eq!(
         r.host.calls(),
         [
-            "create pause sandbox_pid=None",
-            "create app sandbox_pid=Some(101) join_pidns",
+            "create pause sandbox=\"-\" sandbox_pid=None",
+            "create app sandbox=\"pause\" sandbox_pid=Some(101) join_pidns",
         ]
     );
     // Once the sandbox container is gone, joining its namespace is refused.
