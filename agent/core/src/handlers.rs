@@ -6,7 +6,7 @@ use agent_protocol::types::{
     ReadStreamResponse, Routes, ServingStatus, VersionCheckResponse, WaitProcessResponse,
     WriteStreamResponse,
 };
-use agent_protocol::{AgentError, AgentRequest, AgentResponse};
+use agent_protocol::{AgentError, AgentRequest, AgentResponse, Code};
 
 use crate::Services;
 use crate::container::Stream;
@@ -74,9 +74,17 @@ pub(crate) async fn handle(s: &Services, req: AgentRequest) -> Result<AgentRespo
             .await
             .and(EMPTY),
         AgentRequest::CopyFile(r) => s.copy_file.copy(&r).and(EMPTY),
-        AgentRequest::GetOOMEvent(_) => Ok(AgentResponse::OOMEvent(OOMEvent {
-            container_id: c.next_oom_event().await,
-        })),
+        AgentRequest::GetOOMEvent(_) => {
+            // A long poll outstanding at DestroySandbox ends with it, so the server's
+            // graceful stop (which waits for requests in flight) is not held up.
+            tokio::select! {
+                cid = c.next_oom_event() => Ok(AgentResponse::OOMEvent(OOMEvent { container_id: cid })),
+                () = s.sandbox.shutdown_requested() => Err(AgentError::new(
+                    Code::Unavailable,
+                    "the sandbox is being destroyed: no more OOM events",
+                )),
+            }
+        }
         AgentRequest::SetGuestDateTime(r) => c.set_time(r.sec, r.usec).and(EMPTY),
         AgentRequest::ListInterfaces(_) => {
             let net = network(s, "ListInterfaces")?;

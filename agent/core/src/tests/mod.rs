@@ -487,6 +487,38 @@ async fn oom_events_long_poll_and_time() {
     assert!(r.host.calls().contains(&"time 1700000000.5".to_string()));
 }
 
+/// A GetOOMEvent long poll outstanding at DestroySandbox ends with it (UNAVAILABLE), so the
+/// server's graceful stop, which waits for requests in flight, is not held up until its
+/// grace period runs out; a poll sent after the destroy ends at once too.
+#[tokio::test]
+async fn oom_long_poll_ends_when_the_sandbox_is_destroyed() {
+    let r = rig();
+    let d = Arc::new(allow(&r));
+    let d2 = d.clone();
+    let poll = tokio::spawn(async move {
+        d2.dispatch(AgentRequest::GetOOMEvent(Default::default()))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!poll.is_finished(), "no OOM and no destroy yet");
+    call(&d, AgentRequest::DestroySandbox(Default::default()))
+        .await
+        .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(2), poll)
+        .await
+        .expect("the poll outlived DestroySandbox")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    let late = tokio::time::timeout(
+        Duration::from_secs(2),
+        d.dispatch(AgentRequest::GetOOMEvent(Default::default())),
+    )
+    .await
+    .expect("a poll after DestroySandbox blocked");
+    assert_eq!(late.unwrap_err().code(), Code::Unavailable);
+}
+
 /// A container OOM-killed and removed before GetOOMEvent's next sample still produces its
 /// event (found at RemoveContainer), exactly once.
 #[tokio::test]
