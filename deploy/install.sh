@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs Cocoon's containerd shim, runtime-class configurations and guest assets.
 #
-#   deploy/install.sh [--prefix /opt/cocoon] [--target-dir target/release] [--guest-dir build/guest]
+#   deploy/install.sh [--prefix /opt/cocoon] [--target-dir target/shim] [--guest-dir build/guest]
 #
 # Layout (the paths the shipped configurations use):
 #   $PREFIX/bin/containerd-shim-cocoon-v2     (+ symlink in /usr/local/bin, containerd's PATH)
@@ -15,7 +15,7 @@ set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PREFIX=/opt/cocoon
-TARGET_DIR=$ROOT/target/release
+TARGET_DIR=$ROOT/target/shim
 GUEST_DIR=$ROOT/build/guest
 BIN_LINK_DIR=/usr/local/bin
 while [ $# -gt 0 ]; do
@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
 done
 
 need() { [ -e "$1" ] || { echo "install.sh: missing $1 ($2)" >&2; exit 1; }; }
-need "$TARGET_DIR/containerd-shim-cocoon-v2" "cargo build --release -p runtime-shim"
+need "$TARGET_DIR/containerd-shim-cocoon-v2" "cargo build --profile shim -p runtime-shim --bins"
 need "$GUEST_DIR/vmlinux" "scripts/build-guest.sh"
 need "$GUEST_DIR/bzImage" "scripts/build-guest.sh"
 INITRD=$(sed -n 's/.*"file": *"\(initrd[^"]*\)".*/\1/p' "$GUEST_DIR/manifest.json" | head -n 1)

@@ -502,6 +502,22 @@ async fn agent_guest_bench() {
     // "Idle": measured by a short-lived container (counts the agent's buffers for it).
     let idle_mem = agent_memory(&c, "probe1").await;
     let idle = idle_mem.rss_kib();
+    // A single-container pod's container, as `ctr run` makes it (new namespaces each).
+    let (mut create, mut run) = (Vec::new(), Vec::new());
+    for i in 0..10 {
+        let id = format!("c{i}");
+        let t = Instant::now();
+        c.create_container(common::create_req(&id, IMAGE, &["true"]))
+            .await
+            .unwrap();
+        create.push(t.elapsed());
+        let t = Instant::now();
+        let (out, status) = common::start_collect_remove(&c, &id).await;
+        assert_eq!(status, 0, "{out}");
+        run.push(t.elapsed());
+    }
+    create.sort();
+    run.sort();
     c.create_container(common::create_req("pod", IMAGE, &["sleep", "100000"]))
         .await
         .unwrap();
@@ -538,6 +554,13 @@ async fn agent_guest_bench() {
         "agent idle RSS split (smaps_rollup): anonymous {} KiB, file/shmem {} KiB",
         proc_kib(&idle_mem.rollup, "Anonymous"),
         idle.saturating_sub(proc_kib(&idle_mem.rollup, "Anonymous"))
+    );
+    println!(
+        "container of its own pod running true, {:?} accel: CreateContainer median {:.1} ms, \
+         StartContainer + output EOF + WaitProcess + RemoveContainer median {:.1} ms",
+        sb.accel(),
+        create[create.len() / 2].as_secs_f64() * 1e3,
+        run[run.len() / 2].as_secs_f64() * 1e3
     );
     println!(
         "exec round trip (ExecProcess+WaitProcess of true), {:?} accel: median {:.1} ms, min {:.1} ms, max {:.1} ms",

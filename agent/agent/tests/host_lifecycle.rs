@@ -35,6 +35,15 @@ impl Agent {
         Self::start_with(dir, store, cgroup, &[])
     }
 
+    /// An agent over a fresh busybox store in `dir`, with cgroup root `tag`; returns the
+    /// store and the cgroup root too.
+    fn with_busybox(dir: &Path, tag: &str) -> (Agent, PathBuf, PathBuf) {
+        let store = dir.join("store");
+        common::busybox_tree(&store.join("busybox"));
+        let cgroup = cgroup_root(tag);
+        (Self::start(dir, &store, &cgroup), store, cgroup)
+    }
+
     fn start_with(dir: &Path, store: &Path, cgroup: &Path, extra: &[String]) -> Agent {
         let sock = dir.join("agent.sock");
         let child = Command::new("unshare")
@@ -116,10 +125,7 @@ async fn busybox_containers_on_the_host() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    common::busybox_tree(&store.join("busybox"));
-    let cgroup = cgroup_root("life");
-    let mut agent = Agent::start(dir.path(), &store, &cgroup);
+    let (mut agent, _store, cgroup) = Agent::with_busybox(dir.path(), "life");
     let c = agent.client().await;
     let agent_pid = agent.agent_pid();
 
@@ -188,10 +194,7 @@ async fn pod_namespaces_outlive_the_sandbox_init_on_the_host() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    common::busybox_tree(&store.join("busybox"));
-    let cgroup = cgroup_root("podns");
-    let mut agent = Agent::start(dir.path(), &store, &cgroup);
+    let (mut agent, _store, cgroup) = Agent::with_busybox(dir.path(), "podns");
     let c = agent.client().await;
     let agent_pid = agent.agent_pid();
     let outside = std::fs::read_link(format!("/proc/{agent_pid}/ns/ipc")).unwrap();
@@ -217,11 +220,8 @@ async fn seccomp_profiles_and_named_users_on_the_host() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    common::busybox_tree(&store.join("busybox"));
+    let (mut agent, store, cgroup) = Agent::with_busybox(dir.path(), "seccomp");
     common::add_web_user(&store.join("busybox"));
-    let cgroup = cgroup_root("seccomp");
-    let mut agent = Agent::start(dir.path(), &store, &cgroup);
     let c = agent.client().await;
     common::seccomp_scenario(&c, "docker.io/library/busybox:latest").await;
     common::named_user_scenario(&c, "docker.io/library/busybox:latest").await;

@@ -83,6 +83,29 @@ async fn call(d: &Dispatcher, req: AgentRequest) -> Result<AgentResponse, AgentE
         .expect("request hung")
 }
 
+/// SIGKILLs container `cid`'s init and waits for it.
+async fn kill_and_wait(d: &Dispatcher, cid: &str) {
+    call(
+        d,
+        AgentRequest::SignalProcess(SignalProcessRequest {
+            container_id: cid.into(),
+            exec_id: String::new(),
+            signal: 9,
+        }),
+    )
+    .await
+    .unwrap();
+    call(
+        d,
+        AgentRequest::WaitProcess(WaitProcessRequest {
+            container_id: cid.into(),
+            exec_id: String::new(),
+        }),
+    )
+    .await
+    .unwrap();
+}
+
 fn read_req(cid: &str, exec: &str, len: u32) -> ReadStreamRequest {
     ReadStreamRequest {
         container_id: cid.into(),
@@ -857,25 +880,7 @@ async fn sandbox_pidns_makes_later_containers_join_the_sandbox_pid_namespace() {
     );
     // The sandbox container's init exits: later containers still join the pod's IPC and
     // UTS namespaces (the host keeps them), only its pid namespace is gone.
-    call(
-        &d,
-        AgentRequest::SignalProcess(SignalProcessRequest {
-            container_id: "pause".into(),
-            exec_id: String::new(),
-            signal: 9,
-        }),
-    )
-    .await
-    .unwrap();
-    call(
-        &d,
-        AgentRequest::WaitProcess(WaitProcessRequest {
-            container_id: "pause".into(),
-            exec_id: String::new(),
-        }),
-    )
-    .await
-    .unwrap();
+    kill_and_wait(&d, "pause").await;
     create(&d, create_req("after", "cocoon-baked:busybox"))
         .await
         .unwrap();
@@ -910,25 +915,7 @@ async fn sandbox_pidns_makes_later_containers_join_the_sandbox_pid_namespace() {
         ]
     );
     // Once the sandbox container is gone, joining its namespace is refused.
-    call(
-        &d,
-        AgentRequest::SignalProcess(SignalProcessRequest {
-            container_id: "pause".into(),
-            exec_id: String::new(),
-            signal: 9,
-        }),
-    )
-    .await
-    .unwrap();
-    call(
-        &d,
-        AgentRequest::WaitProcess(WaitProcessRequest {
-            container_id: "pause".into(),
-            exec_id: String::new(),
-        }),
-    )
-    .await
-    .unwrap();
+    kill_and_wait(&d, "pause").await;
     let err = create(&d, create_req("late", "cocoon-baked:busybox"))
         .await
         .unwrap_err();

@@ -6,6 +6,8 @@
 //! `CLASS.toml` is a runtime-class configuration whose kernel and initrd point at a guest
 //! image (its `state_dir` is replaced by a scratch directory). Needs root, `containerd`,
 //! `ctr`, `umoci`, `skopeo` and `containerd-shim-cocoon-v2` next to this binary.
+//! Build both with the profile deploy/install.sh ships:
+//! `cargo build --profile shim -p runtime-shim --bins && target/shim/runtime-shim-bench ...`.
 //!
 //! Figures (medians of N runs, alternating so both see the same machine load):
 //! - reference: `Sandbox::boot` + `shutdown`, what `cocoon vm boot` does;
@@ -222,7 +224,7 @@ async fn bench(args: Args) -> BenchResult<()> {
     let shim_dir = exe.parent().ok_or("no exe dir")?.to_path_buf();
     if !shim_dir.join("containerd-shim-cocoon-v2").is_file() {
         return Err(format!(
-            "containerd-shim-cocoon-v2 not found next to {} (cargo build -p runtime-shim --bins)",
+            "containerd-shim-cocoon-v2 not found next to {} (cargo build --profile shim -p runtime-shim --bins)",
             exe.display()
         ));
     }
