@@ -304,8 +304,16 @@ impl ContainerHost for LinuxHost {
             }
         }
         let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+        let started = std::time::Instant::now();
         self.cgroups.create(cid, resources)?;
+        let cgroup_done = started.elapsed();
         let spawned = self.spawn(cid, flags, join_pid_ns_of, &helper_plan).await;
+        tracing::debug!(
+            container = cid,
+            cgroup_us = cgroup_done.as_micros() as u64,
+            spawn_us = (started.elapsed() - cgroup_done).as_micros() as u64,
+            "container init spawned"
+        );
         drop(joined);
         let pinned = match spawned {
             Ok(s) if plan.sandbox_container.is_none() => {

@@ -164,6 +164,7 @@ impl ContainerService {
                 "container {cid:?} already exists"
             )));
         }
+        let started = std::time::Instant::now();
         let pulled = match &plan.source {
             RootfsSource::Image(image) => {
                 self.images
@@ -174,6 +175,11 @@ impl ContainerService {
             }
             RootfsSource::Present => false,
         };
+        tracing::debug!(
+            container = cid,
+            rootfs_ms = started.elapsed().as_millis() as u64,
+            "container rootfs ready"
+        );
         let mut spec = spec;
         if let Err(e) = with_resolved_user(&mut spec, &plan.path, req.string_user.as_ref()) {
             if pulled {
@@ -202,6 +208,11 @@ impl ContainerService {
                 join_sandbox_pid_ns: join_sandbox_pid_ns && sandbox_init_pid.is_some(),
             })
             .await;
+        tracing::debug!(
+            container = cid,
+            total_ms = started.elapsed().as_millis() as u64,
+            "container created"
+        );
         let spawned = match created {
             Ok(s) => s,
             Err(e) => {
