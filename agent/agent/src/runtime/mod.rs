@@ -315,13 +315,11 @@ impl ContainerHost for LinuxHost {
             "container init spawned"
         );
         drop(joined);
-        let pinned = match spawned {
-            Ok(s) if plan.sandbox_container.is_none() => {
-                PodNamespaces::of_process(s.pid).map(|p| (s, Some(p)))
-            }
-            Ok(s) => Ok((s, None)),
-            Err(e) => Err(e),
-        };
+        // A sandbox container's init: keep its new namespaces for the pod's later containers.
+        let pinned = spawned.and_then(|s| match plan.sandbox_container {
+            None => PodNamespaces::of_process(s.pid).map(|p| (s, Some(p))),
+            Some(_) => Ok((s, None)),
+        });
         let (s, pod_namespaces) = match pinned {
             Ok(ok) => ok,
             Err(e) => {

@@ -208,13 +208,15 @@ impl ContainerService {
                 join_sandbox_pid_ns: join_sandbox_pid_ns && sandbox_init_pid.is_some(),
             })
             .await;
-        tracing::debug!(
-            container = cid,
-            total_ms = started.elapsed().as_millis() as u64,
-            "container created"
-        );
         let spawned = match created {
-            Ok(s) => s,
+            Ok(s) => {
+                tracing::debug!(
+                    container = cid,
+                    total_ms = started.elapsed().as_millis() as u64,
+                    "container created"
+                );
+                s
+            }
             Err(e) => {
                 if pulled {
                     let _ = self.images.release(&cid, &plan.path).await;
