@@ -178,7 +178,9 @@ impl Demo {
         let rootfs = self.work.join("empty-rootfs");
         std::fs::create_dir_all(&rootfs)?;
         let started = Instant::now();
-        let out = self.ctr_run(&guest_ref, &rootfs, Duration::from_secs(a.timeout_secs))?;
+        let out = self
+            .ctr_run(&guest_ref, &rootfs, Duration::from_secs(a.timeout_secs))
+            .map_err(|e| e.context(format!("containerd log (end): {}", self.log_tail(40))))?;
         let elapsed = started.elapsed();
         let stdout = String::from_utf8_lossy(&out.stdout);
         for line in stdout.lines() {
@@ -186,10 +188,10 @@ impl Demo {
         }
         if !out.status.success() || !stdout.contains(&message) {
             bail!(
-                "the container did not print the image's message ({}); stderr: {}\ncontainerd log: {}",
+                "the container did not print the image's message ({}); stderr: {}\ncontainerd log (end): {}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim(),
-                self.work.join("containerd.log").display()
+                self.log_tail(40)
             );
         }
         println!("    ok in {:.1} s", elapsed.as_secs_f64());
@@ -475,6 +477,17 @@ impl Demo {
             stdout,
             stderr,
         })
+    }
+
+    /// The last `lines` lines of containerd's log (the shim logs there too), for errors: the
+    /// work directory is gone once the demo returns.
+    fn log_tail(&self, lines: usize) -> String {
+        let path = self.work.join("containerd.log");
+        let text = std::fs::read(&path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_else(|e| format!("({}: {e})", path.display()));
+        let all: Vec<&str> = text.lines().collect();
+        format!("\n{}", all[all.len().saturating_sub(lines)..].join("\n"))
     }
 
     fn log_file(&self, name: &str) -> Result<std::fs::File> {
