@@ -16,6 +16,57 @@ const ENTRY_HEADER: usize = 18;
 /// The table ends this many bytes before the end of the image.
 const TABLE_END_FROM_IMAGE_END: usize = 32;
 
+/// The bytes of a firmware image: read into memory, or mapped from its file.
+///
+/// Mapping saves the copy and the page faults of a fresh buffer, which are a fifth of a
+/// `cocoon measure snp` run on a 2 MiB OVMF (the rest is hashing).
+#[derive(Debug)]
+pub enum FirmwareImage {
+    /// Bytes in memory (tests, callers that already hold the image).
+    Owned(Vec<u8>),
+    /// A read-only private mapping of the file, populated at map time.
+    Mapped(memmap2::Mmap),
+}
+
+impl FirmwareImage {
+    /// Maps the file at `path` (`what` names it in errors). An empty file gives an empty
+    /// image, which the parsers reject with their own message.
+    #[allow(unsafe_code)] // the crate's one unsafe block: see SAFETY below.
+    pub fn map(what: &'static str, path: &std::path::Path) -> Result<Self, MeasureError> {
+        let file = std::fs::File::open(path).map_err(|e| MeasureError::io(what, path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| MeasureError::io(what, path, e))?
+            .len();
+        if len == 0 {
+            return Ok(Self::Owned(Vec::new()));
+        }
+        // SAFETY: the mapping is read-only and private, and the file is an input this
+        // process only reads. Another process writing to it while we hash would change the
+        // digest's input, as it would for read(2); one truncating it would raise SIGBUS and
+        // end the run with no output written.
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+            .map_err(|e| MeasureError::io(what, path, e))?;
+        Ok(Self::Mapped(map))
+    }
+}
+
+impl std::ops::Deref for FirmwareImage {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Owned(v) => v,
+            Self::Mapped(m) => m,
+        }
+    }
+}
+
+impl From<Vec<u8>> for FirmwareImage {
+    fn from(v: Vec<u8>) -> Self {
+        Self::Owned(v)
+    }
+}
+
 /// One entry of the footer table: its GUID and the byte range of its data in the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FooterEntry {

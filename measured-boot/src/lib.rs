@@ -5,7 +5,7 @@
 //! - [`initdata`]: the initdata digest and its HOST_DATA / MRCONFIGID forms.
 //! - [`explain`]: which input accounts for a digest difference.
 //! - [`refvalues`]: reference values for our KBS and for trustee's RVPS.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 #[cfg(feature = "cli")]
 pub mod cli;

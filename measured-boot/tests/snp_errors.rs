@@ -43,6 +43,15 @@ fn malformed_firmware() {
     .digest()
     .unwrap();
 
+    // An empty file (the mapped path reads nothing) and a missing one.
+    let e = firmware_error(d, b"");
+    assert!(e.contains("non-zero multiple of 4096"), "{e}");
+    let missing = d.join("no-such.fd");
+    let e = SnpInputs::new(&missing, 1, VcpuModel::Named("EPYC-Milan".into()))
+        .digest()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no-such.fd"), "{e}");
     // No footer table at all.
     let e = firmware_error(d, &det_bytes(9, 8192));
     assert!(e.contains("no OVMF footer GUID table"), "{e}");

@@ -18,6 +18,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use crate::error::MeasureError;
+use crate::firmware::FirmwareImage;
 use gctx::{GuestContext, LD_SIZE, PageType};
 use hashes::SevHashes;
 use ovmf::{SectionType, SevFirmware};
@@ -168,7 +169,7 @@ impl SnpInputs {
 
     /// Reads the firmware and hashes the kernel/initrd/cmdline.
     pub fn load(&self) -> Result<(SevFirmware, SnpParams), MeasureError> {
-        let firmware = SevFirmware::parse(read_file("firmware", &self.ovmf)?)?;
+        let firmware = SevFirmware::parse(FirmwareImage::map("firmware", &self.ovmf)?)?;
         Ok((firmware, self.params()?))
     }
 
@@ -234,12 +235,16 @@ impl SnpInputs {
     /// hashed on two threads.
     pub fn digest(&self) -> Result<LaunchDigest, MeasureError> {
         std::thread::scope(|s| {
-            let params = s.spawn(|| self.params());
-            let fw = read_file("firmware", &self.ovmf).and_then(SevFirmware::parse);
+            // Without a kernel there is nothing to hash beside the firmware.
+            let params = self.kernel.is_some().then(|| s.spawn(|| self.params()));
+            let fw = FirmwareImage::map("firmware", &self.ovmf).and_then(SevFirmware::parse);
             let ctx = fw.as_ref().ok().map(firmware_context);
-            let params = params
-                .join()
-                .map_err(|_| MeasureError::InvalidInput("hashing thread panicked".into()))??;
+            let params = match params {
+                Some(p) => p
+                    .join()
+                    .map_err(|_| MeasureError::InvalidInput("hashing thread panicked".into()))??,
+                None => self.params()?,
+            };
             let fw = fw?;
             launch_digest_after_firmware(ctx.unwrap_or_default(), &fw, &params)
         })

@@ -2,7 +2,7 @@
 //! SEV-ES reset block and the SEV hashes-table location.
 
 use crate::error::{MeasureError, le_u32};
-use crate::firmware::FooterTable;
+use crate::firmware::{FirmwareImage, FooterTable};
 use crate::guid::Guid;
 
 /// GUID of the footer entry giving the SEV hashes table GPA (u32) and size.
@@ -61,10 +61,10 @@ pub struct MetadataSection {
 }
 
 /// An OVMF image parsed for SEV-SNP measurement.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SevFirmware {
     /// The whole image.
-    pub image: Vec<u8>,
+    pub image: FirmwareImage,
     /// Guest-physical address of the first byte of the image.
     pub gpa: u64,
     /// The SEV metadata sections, in declaration order.
@@ -78,7 +78,8 @@ pub struct SevFirmware {
 impl SevFirmware {
     /// Parses `image` (a whole OVMF build, or its last pages: only the
     /// metadata near the end and the image length matter for the layout).
-    pub fn parse(image: Vec<u8>) -> Result<Self, MeasureError> {
+    pub fn parse(image: impl Into<FirmwareImage>) -> Result<Self, MeasureError> {
+        let image = image.into();
         if image.is_empty() || !(image.len() as u64).is_multiple_of(PAGE) {
             return Err(MeasureError::Firmware(format!(
                 "image size {} is not a non-zero multiple of 4096 bytes",
