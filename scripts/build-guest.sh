@@ -5,7 +5,9 @@
 # runs, its RSS and its bytes in the initramfs are guest memory. Measured in the TCG guest
 # (smaps_rollup Rss, idle): dynamic `guest` build 11.9 MB file, 8.2 MiB RSS, exec round trip
 # 48 ms; static non-PIE + LTO 9.4 MB file, 6.3 MiB RSS, 16 ms (no loader or shared libraries
-# to map and relocate, and TCG reuses its translations at the same fixed addresses).
+# to map and relocate, and TCG reuses its translations at the same fixed addresses). With the
+# functions it runs up to idle laid out first (agent/agent/symbol-order.txt): 2.9 MiB RSS
+# (text resident 1.2 of 6.5 MiB, instead of 4.5 MiB spread over the whole text).
 # Static glibc still resolves names from /etc/hosts (nss "files" is built in).
 # GUEST_OUT (default build/guest) chooses the output directory.
 set -euo pipefail
@@ -20,10 +22,14 @@ mkdir -p build
 # The shipped agent: profile `guest` (stripped, size-optimised, hot crates at opt-level 3),
 # static and non-PIE. The explicit --target keeps these RUSTFLAGS away from build scripts and
 # proc macros (they run on the host and must stay dynamic).
+# The functions the agent runs up to idle are laid out first (agent/agent/build.rs; the list
+# comes from scripts/agent-symbol-order.sh).
+COCOON_AGENT_SYMBOL_ORDER="$PWD/agent/agent/symbol-order.txt" \
 RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
   cargo build --profile guest --target x86_64-unknown-linux-gnu -p cocoon-agent --bin cocoon-agent
 mkdir -p "$(dirname "$GUEST_OUT")"
-cp "$TARGET_DIR/x86_64-unknown-linux-gnu/guest/cocoon-agent" "$GUEST_OUT.cocoon-agent"
+# Cargo keeps the symbols (see [profile.guest]); the initramfs gets a stripped copy.
+strip --strip-all -o "$GUEST_OUT.cocoon-agent" "$TARGET_DIR/x86_64-unknown-linux-gnu/guest/cocoon-agent"
 # A busybox rootfs baked into the (measured) initrd, for containers before image pull exists.
 ROOTFS=build/rootfs-busybox
 if [ ! -x "$ROOTFS/bin/busybox" ] || ! cmp -s /bin/busybox "$ROOTFS/bin/busybox"; then

@@ -45,6 +45,8 @@ pub fn guest_initrd(guest: &Path) -> PathBuf {
 }
 
 /// The shipped coco-dev configuration with kernel/initrd from `guest` and state in `state`.
+/// `COCOON_VSOCK_BACKEND` and `COCOON_QEMU` replace the vsock backend and the QEMU binary
+/// (scripts/agent-symbol-order.sh runs QEMU through a wrapper that logs translated code).
 pub fn coco_dev_config(guest: &Path, state: &Path) -> RuntimeClassConfig {
     let path = workspace_root().join("runtime/config/configs/configuration-qemu-coco-dev.toml");
     let mut cfg = match RuntimeClassConfig::load(&path) {
@@ -57,6 +59,9 @@ pub fn coco_dev_config(guest: &Path, state: &Path) -> RuntimeClassConfig {
     cfg.runtime.state_dir = state.to_path_buf();
     if let Some(b) = std::env::var_os("COCOON_VSOCK_BACKEND") {
         cfg.agent.vhost_user_vsock_backend = PathBuf::from(b);
+    }
+    if let Some(q) = std::env::var_os("COCOON_QEMU") {
+        cfg.hypervisor.qemu.path = PathBuf::from(q);
     }
     cfg
 }

@@ -455,6 +455,7 @@ fn proc_kib(text: &str, key: &str) -> u64 {
 struct AgentMemory {
     status: String,
     rollup: String,
+    smaps: String,
 }
 
 impl AgentMemory {
@@ -466,6 +467,30 @@ impl AgentMemory {
     fn vm_rss_kib(&self) -> u64 {
         proc_kib(&self.status, "VmRSS")
     }
+    /// "perms path: Rss of Size KiB" for each file-backed mapping with resident pages.
+    fn file_mappings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut head: Option<(String, String)> = None;
+        let mut size = 0;
+        for line in self.smaps.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() >= 6 && f[0].contains('-') && f[5].starts_with('/') {
+                head = Some((f[1].to_string(), f[5].to_string()));
+            } else if f.len() >= 5 && f[0].contains('-') {
+                head = None;
+            } else if f.first() == Some(&"Size:") {
+                size = f.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            } else if f.first() == Some(&"Rss:")
+                && let Some((perms, path)) = &head
+            {
+                let rss = f.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                if rss > 0 {
+                    out.push(format!("{perms} {path}: {rss} of {size} KiB"));
+                }
+            }
+        }
+        out
+    }
 }
 
 async fn agent_memory(c: &AgentClient, cid: &str) -> AgentMemory {
@@ -475,7 +500,7 @@ async fn agent_memory(c: &AgentClient, cid: &str) -> AgentMemory {
         &[
             "sh",
             "-c",
-            "cat /proc/1/status; echo ====; cat /proc/1/smaps_rollup",
+            "cat /proc/1/status; echo ====; cat /proc/1/smaps_rollup; echo ====; cat /proc/1/smaps",
         ],
     );
     let linux = req.oci.as_mut().unwrap().linux.as_mut().unwrap();
@@ -483,10 +508,12 @@ async fn agent_memory(c: &AgentClient, cid: &str) -> AgentMemory {
     c.create_container(req).await.unwrap();
     let (out, status) = common::start_collect_remove(c, cid).await;
     assert_eq!(status, 0, "{out}");
-    let (status, rollup) = out.split_once("====").unwrap_or((&out, ""));
+    let mut parts = out.split("====");
+    let mut next = || parts.next().unwrap_or("").to_string();
     AgentMemory {
-        status: status.to_string(),
-        rollup: rollup.to_string(),
+        status: next(),
+        rollup: next(),
+        smaps: next(),
     }
 }
 
@@ -555,6 +582,9 @@ async fn agent_guest_bench() {
         proc_kib(&idle_mem.rollup, "Anonymous"),
         idle.saturating_sub(proc_kib(&idle_mem.rollup, "Anonymous"))
     );
+    for m in idle_mem.file_mappings() {
+        println!("  idle, resident: {m}");
+    }
     println!(
         "container of its own pod running true, {:?} accel: CreateContainer median {:.1} ms, \
          StartContainer + output EOF + WaitProcess + RemoveContainer median {:.1} ms",

@@ -46,6 +46,11 @@ impl Agent {
 
     fn start_with(dir: &Path, store: &Path, cgroup: &Path, extra: &[String]) -> Agent {
         let sock = dir.join("agent.sock");
+        // The profiling run of scripts/agent-symbol-order.sh swaps in the shipped agent
+        // binary and a wrapper (valgrind); every other test runs the binary cargo built.
+        let binary = std::env::var("COCOON_AGENT_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_cocoon-agent").to_string());
+        let wrapper = std::env::var("COCOON_AGENT_WRAPPER").unwrap_or_default();
         let child = Command::new("unshare")
             .args([
                 "-m",
@@ -56,7 +61,8 @@ impl Agent {
                 "env",
                 "COCOON_AGENT_SANDBOXED=1",
             ])
-            .arg(env!("CARGO_BIN_EXE_cocoon-agent"))
+            .args(wrapper.split_whitespace())
+            .arg(binary)
             .arg(format!("agent.server_addr=unix://{}", sock.display()))
             .arg(format!("agent.cgroup_root={}", cgroup.display()))
             .arg(format!("agent.baked_rootfs={}", store.display()))
@@ -449,4 +455,57 @@ async fn error_texts_of_the_real_agent_are_clean() {
         assert!(text.contains("agent.image_"), "{what}: {text}");
     }
     assert!(errors.len() >= 15, "{errors:?}");
+}
+
+/// The workload whose functions `scripts/agent-symbol-order.sh` lays out first in the
+/// shipped agent: start-up, health checks, the guest benchmark's idle probe (a container
+/// reading the agent's /proc files), one container of its own, an exec, shutdown. Run
+/// under callgrind by that script; on its own it checks that the workload succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "profiling workload: run by scripts/agent-symbol-order.sh"]
+async fn idle_workload_for_symbol_ordering() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut agent, _store, _cgroup) = Agent::with_busybox(dir.path(), "profile");
+    // Valgrind runs the agent ~50x slower than native.
+    let c = agent
+        .client()
+        .await
+        .with_timeout(Some(Duration::from_secs(300)));
+    let image = "docker.io/library/busybox:latest";
+    for _ in 0..3 {
+        c.check(CheckRequest::default()).await.unwrap();
+    }
+    let mut probe = common::create_req("probe", image, &["sh", "-c", "cat /proc/1/status"]);
+    let linux = probe.oci.as_mut().unwrap().linux.as_mut().unwrap();
+    linux.namespaces.retain(|n| n.kind != "pid");
+    c.create_container(probe).await.unwrap();
+    let (out, status) = common::start_collect_remove(&c, "probe").await;
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("VmRSS"), "{out}");
+    c.create_container(common::create_req("pod", image, &["sleep", "1000"]))
+        .await
+        .unwrap();
+    c.start_container(agent_protocol::types::StartContainerRequest {
+        container_id: "pod".into(),
+    })
+    .await
+    .unwrap();
+    common::exec(&c, "pod", "e1", &["true"], false).await;
+    assert_eq!(common::wait(&c, "pod", "e1").await, 0);
+    c.destroy_sandbox(DestroySandboxRequest::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = agent.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "agent did not stop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "agent exit {status:?}");
 }

@@ -1,11 +1,14 @@
 //! Starting the container-init helper: `clone(2)` with the requested namespace flags, then
-//! `execve("/proc/self/exe", ["cocoon-agent", "--container-init"])` in the child.
+//! `execveat(<fd of /proc/self/exe>, "", ["cocoon-agent", "--container-init"],
+//! AT_EMPTY_PATH)` in the child. Exec through an opened descriptor is the same file as the
+//! path; it also lets the agent run under valgrind (scripts/agent-symbol-order.sh), which
+//! maps an `open` of /proc/self/exe to the program it runs but not an `execve` of it.
 //!
 //! The clone is vfork-style (`CLONE_VM | CLONE_VFORK`, as `posix_spawn` does): the child runs
 //! on a small stack of its own in the agent's address space until it execs, so the agent's
 //! page tables are not copied (under TCG that copy was ~20 ms of every CreateContainer and
 //! exec). The child does only async-signal-safe work between clone and exec (`fcntl`,
-//! `dup2`, `execve`, `_exit`) on data prepared beforehand, with every signal blocked so no
+//! `dup2`, `execveat`, `_exit`) on data prepared beforehand, with every signal blocked so no
 //! handler of the agent runs in it; the helper unblocks them when it starts. For
 //! an exec into a running container, a short-lived thread first enters the container's pid
 //! namespace with `setns(CLONE_NEWPID)` — which changes only that thread's namespace for
@@ -39,7 +42,8 @@ pub fn spawn_helper(
     join_pid_ns_of: Option<i32>,
     fds: &ChildFds,
 ) -> io::Result<i32> {
-    let exe = CString::new("/proc/self/exe").map_err(io::Error::other)?;
+    let exe = std::fs::File::open("/proc/self/exe")?;
+    let empty = CString::new("").map_err(io::Error::other)?;
     let arg0 = CString::new("cocoon-agent").map_err(io::Error::other)?;
     let arg1 = CString::new(HELPER_ARG).map_err(io::Error::other)?;
     let raw = [
@@ -66,7 +70,8 @@ pub fn spawn_helper(
                 }
                 let mut child = ChildArgs {
                     raw: &raw,
-                    exe: &exe,
+                    exe: exe.as_raw_fd(),
+                    empty: &empty,
                     argv: &argv,
                     envp: &envp,
                 };
@@ -138,7 +143,8 @@ const CHILD_STACK: usize = 64 * 1024;
 /// What the child needs, prepared before the clone.
 struct ChildArgs<'a> {
     raw: &'a [i32; 4],
-    exe: &'a CString,
+    exe: i32,
+    empty: &'a CString,
     argv: &'a [*const libc::c_char; 3],
     envp: &'a [*const libc::c_char; 1],
 }
@@ -148,20 +154,26 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // is suspended (CLONE_VFORK).
     let a = unsafe { &*(arg as *const ChildArgs) };
     // SAFETY: we are the freshly cloned child.
-    unsafe { child_exec(a.raw, a.exe, a.argv, a.envp) }
+    unsafe { child_exec(a.raw, a.exe, a.empty, a.argv, a.envp) }
 }
 
 /// # Safety
 /// Must only be called in a freshly cloned child; never returns.
 unsafe fn child_exec(
     raw: &[i32; 4],
-    exe: &CString,
+    exe: i32,
+    empty: &CString,
     argv: &[*const libc::c_char; 3],
     envp: &[*const libc::c_char; 1],
 ) -> ! {
-    // SAFETY: fcntl/dup2/execve/_exit are async-signal-safe, and every pointer refers to
+    // SAFETY: fcntl/dup2/execveat/_exit are async-signal-safe, and every pointer refers to
     // memory prepared before the clone.
     unsafe {
+        // Out of the way of the dup2s below (the binary's descriptor may be 0..=3).
+        let exe = libc::fcntl(exe, libc::F_DUPFD_CLOEXEC, 100);
+        if exe < 0 {
+            libc::_exit(126);
+        }
         let mut high = [-1i32; 4];
         for (i, fd) in raw.iter().enumerate() {
             high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 100);
@@ -174,7 +186,13 @@ unsafe fn child_exec(
                 libc::_exit(126);
             }
         }
-        libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        libc::execveat(
+            exe,
+            empty.as_ptr(),
+            argv.as_ptr() as *const *mut libc::c_char,
+            envp.as_ptr() as *const *mut libc::c_char,
+            libc::AT_EMPTY_PATH,
+        );
         libc::_exit(127)
     }
 }
