@@ -28,8 +28,16 @@ COCOON_AGENT_SYMBOL_ORDER="$PWD/agent/agent/symbol-order.txt" \
 RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
   cargo build --profile guest --target x86_64-unknown-linux-gnu -p cocoon-agent --bin cocoon-agent
 mkdir -p "$(dirname "$GUEST_OUT")"
+AGENT_BIN="$TARGET_DIR/x86_64-unknown-linux-gnu/guest/cocoon-agent"
+ORDER=agent/agent/symbol-order.txt
+ordered=$(nm --defined-only "$AGENT_BIN" | awk '{print $NF}' | sort -u | grep -cFxf "$ORDER" || true)
+listed=$(wc -l < "$ORDER")
+echo "build-guest: $ordered of $listed functions of $ORDER are in the agent"
+if [ $((ordered * 10)) -lt $((listed * 9)) ]; then
+  echo "build-guest: WARNING: the agent's symbol order is stale; run scripts/agent-symbol-order.sh" >&2
+fi
 # Cargo keeps the symbols (see [profile.guest]); the initramfs gets a stripped copy.
-strip --strip-all -o "$GUEST_OUT.cocoon-agent" "$TARGET_DIR/x86_64-unknown-linux-gnu/guest/cocoon-agent"
+strip --strip-all -o "$GUEST_OUT.cocoon-agent" "$AGENT_BIN"
 # A busybox rootfs baked into the (measured) initrd, for containers before image pull exists.
 ROOTFS=build/rootfs-busybox
 if [ ! -x "$ROOTFS/bin/busybox" ] || ! cmp -s /bin/busybox "$ROOTFS/bin/busybox"; then
