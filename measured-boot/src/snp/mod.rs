@@ -8,6 +8,7 @@
 pub mod gctx;
 pub mod hashes;
 pub mod ovmf;
+mod sha384x8;
 pub mod vcpu;
 pub mod vmsa;
 
